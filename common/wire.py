@@ -1,0 +1,54 @@
+"""The wire format between the node's processes: ZeroMQ multipart messages, msgpack bodies.
+
+Every internal message is two frames: a short ASCII kind, then one msgpack
+body. The kinds and their bodies:
+
+Router <-> back-ends (the router binds ROUTER sockets, back-ends connect DEALERs)
+  hello    back-end -> router  {"role", "pid", "ready", "position"}  sent on connect
+  status   back-end -> router  {"role", "pid", "ready", "position", "counters"}  ~every 0.5 s
+  cmds     router -> write     [[seq, context, name, args, command_id, expected_version], ...]
+  results  write -> router     [[seq, result, position], ...]
+  queries  router -> read      [[seq, context, name, params, at_position], ...]
+  answers  read -> router      [[seq, result], ...]
+
+  A command result is {"success": true, "events": [...]} or
+  {"success": false, "errors": [...]}; any result may instead be
+  {"error": [code, text]} (a Maelstrom error). A query result is {"data": X}
+  or {"error": [code, text]}. `position` is the store head right after that
+  command; `at_position` asks the read side for the state as of that position.
+
+Event stream (write side binds PUB; see PROTOCOL.md section 8)
+  topic "<context>.<EventType>" then the event map; "_heartbeat" then {"head": N}.
+
+Catch-up (write side binds ROUTER, subscribers connect DEALERs)
+  request  {"after": N, "limit": M}
+  reply    {"events": [event map, ...], "head": H}
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+HELLO = b"hello"
+STATUS = b"status"
+CMDS = b"cmds"
+RESULTS = b"results"
+QUERIES = b"queries"
+ANSWERS = b"answers"
+HEARTBEAT_TOPIC = b"_heartbeat"
+
+_packer = msgpack.Packer(use_bin_type=True)
+
+
+def pack(value: Any) -> bytes:
+    return _packer.pack(value)
+
+
+def unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def message(kind: bytes, body: Any) -> list[bytes]:
+    """Frames for one internal message."""
+    return [kind, pack(body)]

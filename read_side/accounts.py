@@ -1,0 +1,62 @@
+"""The `accounts` context's projection and queries (envelope dialect), temporal ones included."""
+from __future__ import annotations
+
+from typing import Any
+
+from common.timefmt import canonical
+from read_side.params import BadParams, page_of, paging, text
+from read_side.streams import StreamTable
+
+CONTEXT = "accounts"
+
+
+def evolve(state: dict | None, type_: str, data: dict) -> dict | None:
+    if type_ == "UserCreated":
+        return {"name": data["name"], "active": True}
+    if state is None:
+        return None
+    if type_ == "UserRenamed":
+        return {**state, "name": data["name"]}
+    if type_ == "UserDeleted":
+        return {**state, "active": False}
+    return state
+
+
+def _view(user_id: str, state: dict | None) -> dict | None:
+    if state is None or not state["active"]:
+        return None
+    return {"id": user_id, "name": state["name"]}
+
+
+class Projection:
+    def __init__(self) -> None:
+        self.users = StreamTable(evolve)
+        self.queries = {"GetUser": self.get_user, "GetUserAtTime": self.get_user_at_time,
+                        "GetUserHistory": self.get_user_history, "ListUsers": self.list_users}
+
+    def apply(self, event: dict) -> None:
+        self.users.apply(event)
+
+    def get_user(self, params: dict, at: int | None) -> Any:
+        user_id = text(params, "userId")
+        return _view(user_id, self.users.state(user_id, at))
+
+    def get_user_at_time(self, params: dict, at: int | None) -> Any:
+        user_id = text(params, "userId")
+        given = params.get("timestamp")
+        try:
+            moment = canonical(given)
+        except (TypeError, ValueError):
+            raise BadParams("malformed request: param timestamp must be an ISO-8601 timestamp")
+        view = _view(user_id, self.users.state_at_time(user_id, moment, at))
+        return view and {**view, "at_time": given}
+
+    def get_user_history(self, params: dict, at: int | None) -> Any:
+        user_id = text(params, "userId")
+        return [{"eventType": type_, "version": version, "recordedAt": recorded_at, "data": data}
+                for _pos, recorded_at, version, type_, data in self.users.events(user_id, at)]
+
+    def list_users(self, params: dict, at: int | None) -> Any:
+        offset, limit = paging(params)
+        visible = (_view(sid, state) for sid, state in self.users.states(at))
+        return page_of((v for v in visible if v), offset, limit)

@@ -1,0 +1,66 @@
+"""The `directory` context's projection and queries (bus dialect)."""
+from __future__ import annotations
+
+from typing import Any
+
+from read_side.params import page_of, paging, text
+from read_side.streams import StreamTable
+
+CONTEXT = "directory"
+
+
+def evolve(state: dict | None, type_: str, data: dict) -> dict | None:
+    if type_ == "UserCreated":
+        return {"name": data["name"], "email": data["email"], "active": True}
+    if state is None:
+        return None
+    if type_ == "UserRenamed":
+        return {**state, "name": data["name"]}
+    if type_ == "UserEmailChanged":
+        return {**state, "email": data["email"]}
+    if type_ == "UserDeactivated":
+        return {**state, "active": False}
+    return state
+
+
+def _view(user_id: str, state: dict | None) -> dict | None:
+    if state is None or not state["active"]:
+        return None
+    return {"id": user_id, "name": state["name"]}
+
+
+class Projection:
+    def __init__(self) -> None:
+        self.users = StreamTable(evolve)
+        self.by_email: dict[str, str] = {}  # lower-cased email -> user id, current state
+        self.queries = {"GetUser": self.get_user, "ListUsers": self.list_users,
+                        "FindUserByEmail": self.find_by_email}
+
+    def apply(self, event: dict) -> None:
+        sid = event["stream_id"]
+        before = self.users.state(sid)
+        self.users.apply(event)
+        after = self.users.state(sid)
+        if before and (after is None or before["email"].lower() != after["email"].lower()):
+            self.by_email.pop(before["email"].lower(), None)
+        if after:
+            self.by_email[after["email"].lower()] = sid
+
+    def get_user(self, params: dict, at: int | None) -> Any:
+        user_id = text(params, "user_id")
+        return _view(user_id, self.users.state(user_id, at))
+
+    def list_users(self, params: dict, at: int | None) -> Any:
+        offset, limit = paging(params)
+        visible = (_view(sid, state) for sid, state in self.users.states(at))
+        return page_of((v for v in visible if v), offset, limit)
+
+    def find_by_email(self, params: dict, at: int | None) -> Any:
+        wanted = text(params, "email").lower()
+        if at is None or self.users.last_position <= at:
+            sid = self.by_email.get(wanted)
+            return sid and _view(sid, self.users.state(sid))
+        for sid, state in self.users.states(at):  # a past state: no index for it, scan
+            if state["email"].lower() == wanted and state["active"]:
+                return _view(sid, state)
+        return None

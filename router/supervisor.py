@@ -1,0 +1,89 @@
+"""Starts the back-end processes, restarts any that dies (with backoff), stops them all at exit."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+log = logging.getLogger("supervisor")
+FIRST_BACKOFF = 0.05
+MAX_BACKOFF = 2.0
+STABLE_AFTER = 10.0  # a child that ran this long starts its next backoff from the beginning
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+    backoff: float = FIRST_BACKOFF
+    restart_at: float | None = None
+    restarts: int = 0
+
+
+class Supervisor:
+    def __init__(self, cwd: str) -> None:
+        self.cwd = cwd
+        self.children: list[Child] = []
+        self.stopping = False
+        self.env = dict(os.environ)
+        self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [cwd, self.env.get("PYTHONPATH")]))
+
+    def start(self, name: str, module: str, args: list[str]) -> Child:
+        child = Child(name, [sys.executable, "-m", module, *args])
+        self.children.append(child)
+        self._spawn(child)
+        return child
+
+    def _spawn(self, child: Child) -> None:
+        # stdout goes to our stderr: the protocol's stdout is the router's alone.
+        child.proc = subprocess.Popen(child.argv, cwd=self.cwd, env=self.env,
+                                      stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno())
+        child.started = time.monotonic()
+        child.restart_at = None
+
+    def tick(self) -> list[int]:
+        """Reap children that exited (returning their pids) and restart those whose backoff is over."""
+        exited = []
+        now = time.monotonic()
+        for child in self.children:
+            if child.proc is not None and child.proc.poll() is not None:
+                exited.append(child.proc.pid)
+                self._schedule_restart(child, now)
+            if child.restart_at is not None and now >= child.restart_at and not self.stopping:
+                child.restarts += 1
+                log.warning("restarting %s (restart %d)", child.name, child.restarts)
+                self._spawn(child)
+        return exited
+
+    def _schedule_restart(self, child: Child, now: float) -> None:
+        log.warning("%s (pid %d) exited with status %s", child.name, child.proc.pid,
+                    child.proc.returncode)
+        if now - child.started > STABLE_AFTER:
+            child.backoff = FIRST_BACKOFF
+        child.restart_at = now + child.backoff
+        child.backoff = min(child.backoff * 2, MAX_BACKOFF)
+        child.proc = None
+
+    def pids(self) -> list[int]:
+        return [c.proc.pid for c in self.children if c.proc is not None]
+
+    def stop(self, grace: float = 3.0) -> None:
+        """SIGTERM every child, wait up to `grace` seconds, then SIGKILL what is left."""
+        self.stopping = True
+        running = [c.proc for c in self.children if c.proc is not None and c.proc.poll() is None]
+        for proc in running:
+            proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in running:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("pid %d ignored SIGTERM; killing it", proc.pid)
+                proc.kill()
+                proc.wait()

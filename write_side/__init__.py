@@ -1,0 +1,1 @@
+"""The write side: validates commands, decides events, stores them durably, publishes them."""

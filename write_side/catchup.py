@@ -1,0 +1,47 @@
+"""Serves stored events after a position, in chunks, to subscribers that missed some."""
+from __future__ import annotations
+
+import logging
+
+import zmq
+
+from common import wire
+from write_side.store import EventStore
+
+MAX_CHUNK = 5_000
+log = logging.getLogger("write")
+
+
+class CatchupServer:
+    def __init__(self, ctx: zmq.Context, endpoint: str, store: EventStore) -> None:
+        self.socket = ctx.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.bind(endpoint)
+        self.store = store
+        self.served = 0
+
+    def serve_waiting(self) -> None:
+        """Answer every request already queued, without blocking."""
+        while True:
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._answer(frames)
+
+    def _answer(self, frames: list[bytes]) -> None:
+        identity, body = frames[0], frames[-1]
+        try:
+            request = wire.unpack(body)
+            after = int(request.get("after", 0))
+            limit = max(1, min(int(request.get("limit", MAX_CHUNK)), MAX_CHUNK))
+        except Exception:
+            log.warning("malformed catch-up request ignored")
+            return
+        events = self.store.read_after(after, limit)
+        self.served += len(events)
+        reply = {"events": events, "head": self.store.head, "req": request.get("req")}
+        self.socket.send_multipart([identity, wire.pack(reply)])
+
+    def close(self) -> None:
+        self.socket.close()

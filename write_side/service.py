@@ -1,0 +1,103 @@
+"""The write side's loop: take every waiting command as one batch, commit, publish, reply."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import zmq
+
+from common import wire
+from common.config import Config
+from common.log import setup
+from write_side.catchup import CatchupServer
+from write_side.contexts import load_all
+from write_side.decider import Decider
+from write_side.publisher import Publisher
+from write_side.store import EventStore
+
+STATUS_EVERY = 0.5
+
+
+def store_path(cfg: Config) -> str:
+    folder = cfg.data_dir or cfg.runtime_dir or "."
+    return os.path.join(folder, "events.sqlite3")
+
+
+class WriteSide:
+    def __init__(self, cfg: Config) -> None:
+        self.log = setup("write")
+        self.cfg = cfg
+        self.store = EventStore(store_path(cfg), cfg.sync)
+        self.decider = Decider(self.store, load_all())
+        self.ctx = zmq.Context()
+        self.publisher = Publisher(self.ctx, cfg.events_endpoint)
+        self.catchup = CatchupServer(self.ctx, cfg.catchup_endpoint, self.store)
+        if not cfg.no_sample_data:
+            self.publisher.publish(self.decider.seed())
+        self.publisher.head = self.store.head
+        self.router = self.ctx.socket(zmq.DEALER)
+        self.router.setsockopt(zmq.LINGER, 1000)
+        self.router.connect(cfg.write_endpoint)
+        self.commands = 0
+        self.stopping = False
+        self.router.send_multipart(wire.message(wire.HELLO, self._status()))
+        self.log.info("ready: head %d, store %s", self.store.head, store_path(cfg))
+
+    def _status(self) -> dict:
+        return {"role": "write", "pid": os.getpid(), "ready": True,
+                "position": self.store.head,
+                "counters": {"commands": self.commands, "published": self.publisher.published,
+                             "catchup_served": self.catchup.served}}
+
+    def run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        poller.register(self.catchup.socket, zmq.POLLIN)
+        next_status = 0.0
+        while not self.stopping:
+            ready = dict(poller.poll(100))
+            if self.router in ready:
+                self._take_commands()
+            if self.catchup.socket in ready:
+                self.catchup.serve_waiting()
+            now = time.monotonic()
+            if self.publisher.heartbeat_due(now):
+                self.publisher.heartbeat(now)
+            if now >= next_status:
+                self.router.send_multipart(wire.message(wire.STATUS, self._status()))
+                next_status = now + STATUS_EVERY
+        self.close()
+
+    def _take_commands(self) -> None:
+        requests: list[list] = []
+        while True:
+            try:
+                kind, body = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if kind == wire.CMDS:
+                requests.extend(wire.unpack(body))
+        if not requests:
+            return
+        outcomes, stored = self.decider.run(requests)
+        self.commands += len(requests)
+        self.publisher.publish(stored)  # only after the commit; replies only after that
+        self.router.send_multipart(wire.message(wire.RESULTS, outcomes))
+
+    def close(self) -> None:
+        for sock in (self.router, self.catchup, self.publisher):
+            sock.close()
+        self.store.close()
+        self.ctx.term()
+
+
+def main(cfg: Config) -> None:
+    side = WriteSide(cfg)
+
+    def stop(_signum: int, _frame: object) -> None:
+        side.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    side.run()

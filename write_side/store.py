@@ -1,0 +1,165 @@
+"""The event store: one SQLite file, the single source of truth.
+
+Tables
+  events    every event, at a gap-free global position; unique (context, stream, version)
+  commands  every executed command id with its result, written with its events
+  uniques   values claimed by a stream (e.g. an email), for set-wide invariants
+"""
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from common import wire
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    position    INTEGER PRIMARY KEY,
+    context     TEXT NOT NULL,
+    stream_id   TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    type        TEXT NOT NULL,
+    data        BLOB NOT NULL,
+    recorded_at TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    UNIQUE (context, stream_id, version)
+);
+CREATE TABLE IF NOT EXISTS commands (
+    command_id TEXT PRIMARY KEY,
+    result     BLOB NOT NULL,
+    position   INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS uniques (
+    context   TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    value     TEXT NOT NULL,
+    stream_id TEXT NOT NULL,
+    PRIMARY KEY (context, kind, value)
+);
+"""
+
+
+class StoreError(Exception):
+    """The store cannot be used: corrupt, unwritable, locked, or full."""
+
+
+@dataclass
+class NewEvent:
+    """An event decided but not yet stored."""
+    context: str
+    stream_id: str
+    version: int
+    type: str
+    data: dict
+    recorded_at: str
+
+
+@dataclass
+class Commit:
+    """Everything one batch writes, in one transaction."""
+    events: list[NewEvent]
+    commands: list[tuple[str, Any, int]]          # (command_id, result, position)
+    claims: list[tuple[str, str, str, str]]       # (context, kind, value, stream_id)
+    releases: list[tuple[str, str, str]]          # (context, kind, value)
+
+
+def event_map(row: tuple) -> dict:
+    """The stream's wire form of a stored event row (PROTOCOL.md section 8)."""
+    position, context, stream_id, version, type_, data, recorded_at, event_id = row
+    return {"position": position, "context": context, "stream_id": stream_id,
+            "version": version, "type": type_, "data": wire.unpack(data),
+            "recorded_at": recorded_at, "event_id": event_id}
+
+
+_COLUMNS = "position, context, stream_id, version, type, data, recorded_at, event_id"
+
+
+class EventStore:
+    def __init__(self, path: str, sync: str = "full") -> None:
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA busy_timeout = 0")
+            if path != ":memory:":
+                mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    raise StoreError(f"cannot use WAL mode on {path} (got {mode})")
+            self._db.execute(f"PRAGMA synchronous = {'FULL' if sync == 'full' else 'NORMAL'}")
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT MAX(position) FROM events").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open event store {path}: {exc}") from exc
+        self._head = row[0] or 0
+
+    @property
+    def head(self) -> int:
+        return self._head
+
+    def close(self) -> None:
+        self._db.close()
+
+    def load_stream(self, context: str, stream_id: str) -> list[dict]:
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE context = ? AND stream_id = ? ORDER BY version",
+            (context, stream_id))
+        return [event_map(r) for r in rows]
+
+    def read_after(self, position: int, limit: int) -> list[dict]:
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
+            (position, limit))
+        return [event_map(r) for r in rows]
+
+    def find_command(self, command_id: str) -> tuple[Any, int] | None:
+        row = self._db.execute("SELECT result, position FROM commands WHERE command_id = ?",
+                               (command_id,)).fetchone()
+        return None if row is None else (wire.unpack(row[0]), row[1])
+
+    def find_unique(self, context: str, kind: str, value: str) -> str | None:
+        row = self._db.execute(
+            "SELECT stream_id FROM uniques WHERE context = ? AND kind = ? AND value = ?",
+            (context, kind, value)).fetchone()
+        return None if row is None else row[0]
+
+    def commit(self, batch: Commit) -> list[dict]:
+        """Store a batch atomically; return its events as stored (with positions)."""
+        rows = []
+        position = self._head
+        for ev in batch.events:
+            position += 1
+            rows.append((position, ev.context, ev.stream_id, ev.version, ev.type,
+                         wire.pack(ev.data), ev.recorded_at, str(uuid.uuid4())))
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._write(rows, batch)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"commit failed: {exc}") from exc
+        self._head = position
+        return [event_map(r) for r in rows]
+
+    def _write(self, rows: list[tuple], batch: Commit) -> None:
+        db = self._db
+        db.executemany(f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        db.executemany("INSERT INTO commands (command_id, result, position) VALUES (?, ?, ?)",
+                       [(cid, wire.pack(result), pos) for cid, result, pos in batch.commands])
+        db.executemany("DELETE FROM uniques WHERE context = ? AND kind = ? AND value = ?",
+                       batch.releases)
+        db.executemany("INSERT OR REPLACE INTO uniques (context, kind, value, stream_id) "
+                       "VALUES (?, ?, ?, ?)", batch.claims)
+
+
+def all_events(store: EventStore, chunk: int = 10_000) -> Iterable[dict]:
+    """Every stored event in position order, read in chunks."""
+    position = 0
+    while True:
+        events = store.read_after(position, chunk)
+        if not events:
+            return
+        yield from events
+        position = events[-1]["position"]
