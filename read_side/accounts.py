@@ -4,8 +4,9 @@ from __future__ import annotations
 from typing import Any
 
 from common.timefmt import canonical
-from read_side.params import BadParams, page_of, paging, text
+from read_side.params import BadParams, text
 from read_side.streams import StreamTable
+from read_side.views import list_users, user_view
 
 CONTEXT = "accounts"
 
@@ -22,12 +23,6 @@ def evolve(state: dict | None, type_: str, data: dict) -> dict | None:
     return state
 
 
-def _view(user_id: str, state: dict | None) -> dict | None:
-    if state is None or not state["active"]:
-        return None
-    return {"id": user_id, "name": state["name"]}
-
-
 class Projection:
     def __init__(self) -> None:
         self.users = StreamTable(evolve)
@@ -39,7 +34,7 @@ class Projection:
 
     def get_user(self, params: dict, at: int | None) -> Any:
         user_id = text(params, "userId")
-        return _view(user_id, self.users.state(user_id, at))
+        return user_view(user_id, self.users.state(user_id, at))
 
     def get_user_at_time(self, params: dict, at: int | None) -> Any:
         user_id = text(params, "userId")
@@ -48,7 +43,7 @@ class Projection:
             moment = canonical(given)
         except (TypeError, ValueError):
             raise BadParams("malformed request: param timestamp must be an ISO-8601 timestamp")
-        view = _view(user_id, self.users.state_at_time(user_id, moment, at))
+        view = user_view(user_id, self.users.state_at_time(user_id, moment, at))
         return view and {**view, "at_time": given}
 
     def get_user_history(self, params: dict, at: int | None) -> Any:
@@ -57,6 +52,4 @@ class Projection:
                 for _pos, recorded_at, version, type_, data in self.users.events(user_id, at)]
 
     def list_users(self, params: dict, at: int | None) -> Any:
-        offset, limit = paging(params)
-        visible = (_view(sid, state) for sid, state in self.users.states(at))
-        return page_of((v for v in visible if v), offset, limit)
+        return list_users(self.users, params, at)

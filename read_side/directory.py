@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from read_side.params import page_of, paging, text
+from read_side.params import text
 from read_side.streams import StreamTable
+from read_side.views import list_users, user_view
 
 CONTEXT = "directory"
 
@@ -21,12 +22,6 @@ def evolve(state: dict | None, type_: str, data: dict) -> dict | None:
     if type_ == "UserDeactivated":
         return {**state, "active": False}
     return state
-
-
-def _view(user_id: str, state: dict | None) -> dict | None:
-    if state is None or not state["active"]:
-        return None
-    return {"id": user_id, "name": state["name"]}
 
 
 class Projection:
@@ -48,19 +43,17 @@ class Projection:
 
     def get_user(self, params: dict, at: int | None) -> Any:
         user_id = text(params, "user_id")
-        return _view(user_id, self.users.state(user_id, at))
+        return user_view(user_id, self.users.state(user_id, at))
 
     def list_users(self, params: dict, at: int | None) -> Any:
-        offset, limit = paging(params)
-        visible = (_view(sid, state) for sid, state in self.users.states(at))
-        return page_of((v for v in visible if v), offset, limit)
+        return list_users(self.users, params, at)
 
     def find_by_email(self, params: dict, at: int | None) -> Any:
         wanted = text(params, "email").lower()
         if at is None or self.users.last_position <= at:
             sid = self.by_email.get(wanted)
-            return sid and _view(sid, self.users.state(sid))
+            return sid and user_view(sid, self.users.state(sid))
         for sid, state in self.users.states(at):  # a past state: no index for it, scan
             if state["email"].lower() == wanted and state["active"]:
-                return _view(sid, state)
+                return user_view(sid, state)
         return None

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import time
 
 import zmq
@@ -11,6 +10,7 @@ import zmq
 from common import wire
 from common.config import Config
 from common.log import setup
+from common.stopping import StopSignal
 from common.subscription import Subscription
 from read_side.contexts import load_all
 from read_side.params import BadParams
@@ -31,7 +31,7 @@ class ReadSide:
         self.ready = False
         self.served = 0
         self.waiting: list[tuple[float, list]] = []  # (since, query) held for their position
-        self.stopping = False
+        self.stop = StopSignal()
         self.router.send_multipart(wire.message(wire.HELLO, self._status()))
 
     def _apply(self, event: dict) -> None:
@@ -46,7 +46,7 @@ class ReadSide:
 
     def start(self) -> None:
         """Subscribe first (done), then replay the store; ready only once caught up."""
-        while not self.stopping and not self.sub.catch_up():
+        while not self.stop.requested and not self.sub.catch_up():
             pass
         self.ready = True
         self.router.send_multipart(wire.message(wire.STATUS, self._status()))
@@ -57,8 +57,9 @@ class ReadSide:
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.sub.socket, zmq.POLLIN)
+        poller.register(self.stop.fd, zmq.POLLIN)
         next_status = 0.0
-        while not self.stopping:
+        while not self.stop.requested:
             ready = dict(poller.poll(50 if self.waiting else 200))
             if self.sub.socket in ready:
                 self.sub.drain()
@@ -117,11 +118,4 @@ class ReadSide:
 
 
 def main(cfg: Config) -> None:
-    side = ReadSide(cfg)
-
-    def stop(_signum: int, _frame: object) -> None:
-        side.stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    side.run()
+    ReadSide(cfg).run()

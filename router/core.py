@@ -21,6 +21,7 @@ import zmq
 
 from common import wire
 from common.config import Config
+from common.stopping import drain_pipe
 from router import render
 from router.backends import Member, Pool
 from router.lines import LineSplitter
@@ -71,6 +72,7 @@ class Router:
         self.draining = False
         self.replies = 0
         self.on_tick: Callable[[], list[int]] = lambda: []  # supervisor: pids that exited
+        self.wake_fd: int | None = None  # readable when a signal asks us to drain
 
     # ---- input --------------------------------------------------------------------------
 
@@ -251,6 +253,8 @@ class Router:
         poller = zmq.Poller()
         poller.register(self.write.socket, zmq.POLLIN)
         poller.register(self.read.socket, zmq.POLLIN)
+        if self.wake_fd is not None:
+            poller.register(self.wake_fd, zmq.POLLIN)
         reading = False
         last_sweep = 0.0
         while not self.done():
@@ -264,6 +268,8 @@ class Router:
             events = dict(poller.poll(self._poll_timeout()))
             if reading and events.get(self.in_fd):
                 self._read_input()
+            if self.wake_fd is not None and events.get(self.wake_fd):
+                drain_pipe(self.wake_fd)
             if self.write.socket in events:
                 self.on_write_messages()
             if self.read.socket in events:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import sys
 import tempfile
 
@@ -11,6 +10,7 @@ import zmq
 
 from common import config
 from common.log import setup
+from common.stopping import StopSignal
 from router.core import Router
 from router.supervisor import Supervisor
 
@@ -50,12 +50,11 @@ def launch(argv: list[str] | None = None) -> int:
         supervisor.start(f"read side {i + 1}", "read_side", child_args)
     router.on_tick = supervisor.tick
 
-    def drain(signum: int, _frame: object) -> None:
+    def drain(signum: int) -> None:
         log.info("signal %d: answering what was read, then stopping", signum)
         router.draining = True
 
-    signal.signal(signal.SIGTERM, drain)
-    signal.signal(signal.SIGINT, drain)
+    router.wake_fd = StopSignal(on_stop=drain).fd
     try:
         router.run()
     except BrokenPipeError:

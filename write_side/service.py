@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 import zmq
@@ -10,6 +9,7 @@ import zmq
 from common import wire
 from common.config import Config
 from common.log import setup
+from common.stopping import StopSignal
 from write_side.catchup import CatchupServer
 from write_side.contexts import load_all
 from write_side.decider import Decider
@@ -40,7 +40,7 @@ class WriteSide:
         self.router.setsockopt(zmq.LINGER, 1000)
         self.router.connect(cfg.write_endpoint)
         self.commands = 0
-        self.stopping = False
+        self.stop = StopSignal()
         self.router.send_multipart(wire.message(wire.HELLO, self._status()))
         self.log.info("ready: head %d, store %s", self.store.head, store_path(cfg))
 
@@ -54,8 +54,9 @@ class WriteSide:
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.catchup.socket, zmq.POLLIN)
+        poller.register(self.stop.fd, zmq.POLLIN)
         next_status = 0.0
-        while not self.stopping:
+        while not self.stop.requested:
             ready = dict(poller.poll(100))
             if self.router in ready:
                 self._take_commands()
@@ -93,11 +94,4 @@ class WriteSide:
 
 
 def main(cfg: Config) -> None:
-    side = WriteSide(cfg)
-
-    def stop(_signum: int, _frame: object) -> None:
-        side.stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    side.run()
+    WriteSide(cfg).run()

@@ -1,0 +1,94 @@
+"""The write side's decisions over a batch, without sockets: group commit and exactly-once."""
+import pytest
+
+from write_side.contexts import load_all
+from write_side.decider import Decider
+from write_side.store import EventStore
+
+
+@pytest.fixture
+def decider():
+    d = Decider(EventStore(":memory:"), load_all())
+    yield d
+    d.store.close()
+
+
+def create(seq, email, name="Ann", cid=None):
+    return [seq, "directory", "CreateUser", {"name": name, "email": email}, cid or f"n:{seq}", None]
+
+
+def acc(seq, name, payload, expected=None, cid=None):
+    return [seq, "accounts", name, payload, cid or f"n:{seq}", expected]
+
+
+def test_later_commands_in_a_batch_see_earlier_ones(decider):
+    outcomes, stored = decider.run([
+        create(1, "a@x.io"), create(2, "A@X.IO"),
+        acc(3, "CreateUser", {"id": "u", "name": "U"}),
+        acc(4, "RenameUser", {"id": "u", "name": "V"}, expected=1),
+        acc(5, "DeleteUser", {"id": "u"}, expected=1),
+    ])
+    results = [o[1] for o in outcomes]
+    assert results[0]["success"] is True
+    assert results[1] == {"success": False, "errors": ["Email is already registered"]}
+    assert results[3] == {"success": True, "events": [{"eventType": "UserRenamed",
+                                                        "aggregateId": "u"}]}
+    assert results[4] == {"success": False, "errors": ["Expected version 1, got 2"]}
+    assert [e["position"] for e in stored] == [1, 2, 3]
+    assert [o[2] for o in outcomes] == [1, 1, 2, 3, 3]  # head right after each command
+
+
+def test_a_command_id_runs_once_within_and_across_batches(decider):
+    first, _ = decider.run([create(1, "a@x.io", cid="c:k"), create(2, "b@x.io", cid="c:k")])
+    assert first[0][1] == first[1][1]
+    again, stored = decider.run([create(3, "c@x.io", cid="c:k")])
+    assert again[0][1] == first[0][1] and stored == []
+    assert decider.store.head == 1
+
+
+def test_a_rejected_command_is_remembered_too(decider):
+    bad, _ = decider.run([acc(1, "RenameUser", {"id": "nobody", "name": "X"}, cid="c:r")])
+    decider.run([acc(2, "CreateUser", {"id": "nobody", "name": "X"})])
+    again, _ = decider.run([acc(3, "RenameUser", {"id": "nobody", "name": "X"}, cid="c:r")])
+    assert again[0][1] == bad[0][1] == {"success": False, "errors": ["User not found"]}
+
+
+def test_a_crashing_handler_costs_one_reply(decider, monkeypatch):
+    module = decider.contexts["accounts"]
+
+    def boom(scope, args, expected):
+        raise RuntimeError("bug")
+
+    monkeypatch.setitem(module.COMMANDS, "DeleteUser", boom)
+    outcomes, stored = decider.run([acc(1, "DeleteUser", {"id": "x"}),
+                                    acc(2, "CreateUser", {"id": "y", "name": "Y"})])
+    assert outcomes[0][1]["error"][0] == 13
+    assert outcomes[1][1]["success"] is True and len(stored) == 1
+
+
+def test_a_failed_commit_answers_unavailable_and_forgets_the_batch(decider, monkeypatch):
+    from write_side import store as store_module
+
+    def full(self, batch):
+        raise store_module.StoreError("database or disk is full")
+
+    decider.run([acc(1, "CreateUser", {"id": "u", "name": "U"})])
+    monkeypatch.setattr(store_module.EventStore, "commit", full)
+    outcomes, stored = decider.run([acc(2, "RenameUser", {"id": "u", "name": "V"})])
+    assert outcomes[0][1]["error"][0] == 11 and stored == []
+    monkeypatch.undo()
+    # The cached aggregate must not remember the lost rename: version is still 1.
+    outcomes, _ = decider.run([acc(3, "RenameUser", {"id": "u", "name": "W"}, expected=1)])
+    assert outcomes[0][1]["success"] is True
+
+
+def test_seed_writes_sample_data_once_through_the_append_path(decider):
+    seeded = decider.seed()
+    assert [(e["context"], e["type"]) for e in seeded] == [
+        ("directory", "UserCreated"), ("accounts", "UserCreated"),
+        ("accounts", "UserRenamed"), ("accounts", "UserRenamed")]
+    assert seeded[1]["recorded_at"] == "2024-01-01T00:00:00.000000Z"
+    assert decider.seed() == []
+    # The sample email is claimed like any other.
+    outcomes, _ = decider.run([create(1, "John.Doe@example.com")])
+    assert outcomes[0][1]["errors"] == ["Email is already registered"]

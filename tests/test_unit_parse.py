@@ -1,0 +1,65 @@
+"""Dialect classification and the errors answered by the router itself."""
+import json
+
+import pytest
+
+from router.lines import Oversized
+from router.parse import parse
+
+
+def p(obj):
+    return parse(json.dumps(obj).encode(), 1 << 20)
+
+
+def test_bus_command_and_query():
+    cmd = p({"src": "c", "dest": "n", "body": {"type": "RenameUser", "msg_id": 3,
+                                               "payload": {"id": "u"}, "expected_version": 2,
+                                               "command_id": "k1"}})
+    assert (cmd.kind, cmd.context, cmd.name, cmd.msg_id, cmd.src, cmd.dest) == (
+        "cmd", "directory", "RenameUser", 3, "c", "n")
+    assert (cmd.expected_version, cmd.command_id, cmd.args) == (2, "k1", {"id": "u"})
+    qry = p({"type": "FindUserByEmail", "msg_id": 4, "params": {"email": "a@b.c"}})
+    assert (qry.kind, qry.context) == ("qry", "directory")
+
+
+def test_envelope_command_and_query():
+    cmd = p({"type": "command", "msg_id": 1, "command": {"type": "DeleteUser", "payload": {},
+                                                         "expectedVersion": 0, "commandId": "x"}})
+    assert (cmd.kind, cmd.context, cmd.name, cmd.expected_version, cmd.command_id) == (
+        "cmd", "accounts", "DeleteUser", 0, "x")
+    qry = p({"type": "query", "msg_id": 2, "query": {"type": "GetUserHistory", "params": {}}})
+    assert (qry.kind, qry.context, qry.name) == ("qry", "accounts", "GetUserHistory")
+
+
+@pytest.mark.parametrize("line, code, msg_id", [
+    (b"not json", 12, None),
+    (b"[1, 2]", 12, None),
+    (b'{"msg_id": 5}', 12, 5),
+    (b'{"type": 7, "msg_id": 5}', 12, 5),
+    (b'{"body": "x"}', 12, None),
+    (b'{"type": "Frobnicate", "msg_id": 6}', 10, 6),
+    (b'{"type": "command", "msg_id": 7}', 12, 7),
+    (b'{"type": "command", "msg_id": 8, "command": {"type": "GetUser"}}', 10, 8),
+    (b'{"type": "query", "msg_id": 9, "query": {"type": "CreateUser"}}', 10, 9),
+    (b'{"type": "RenameUser", "msg_id": 10, "expected_version": "1"}', 12, 10),
+    (b'{"type": "RenameUser", "msg_id": 11, "expected_version": true}', 12, 11),
+    (b'{"type": "RenameUser", "msg_id": 12, "command_id": ""}', 12, 12),
+    (b'{"type": "RenameUser", "msg_id": 13, "command_id": "' + b"k" * 129 + b'"}', 12, 13),
+    (b"\xff\xfe", 12, None),
+])
+def test_errors(line, code, msg_id):
+    parsed = parse(line, 1 << 20)
+    assert parsed.kind == "error"
+    assert (parsed.error[0], parsed.msg_id) == (code, msg_id)
+
+
+def test_oversized_line_keeps_msg_id_when_it_can():
+    parsed = parse(Oversized(head=b'{"body": {"msg_id": 42, "type": "x', tail=b'"}}', size=9),
+                   8)
+    assert (parsed.kind, parsed.msg_id, parsed.error[0]) == ("error", 42, 12)
+    assert parse(Oversized(head=b"{{{", tail=b"}}}", size=9), 8).msg_id is None
+
+
+def test_init_and_stats():
+    assert p({"type": "init", "msg_id": 1, "node_id": "n1", "node_ids": ["n1"]}).kind == "init"
+    assert p({"type": "stats", "msg_id": 1}).kind == "stats"

@@ -1,0 +1,30 @@
+"""Reply rendering: exact keys, order and separators."""
+from router import render
+
+
+def test_command_success_line():
+    body = render.command_result(1, {"success": True, "events": [{"eventType": "UserCreated",
+                                                                   "aggregateId": "u"}]})
+    assert render.line(body) == (b'{"type": "command_result", "in_reply_to": 1, "success": true, '
+                                 b'"events": [{"eventType": "UserCreated", "aggregateId": "u"}]}\n')
+
+
+def test_command_failure_and_error_forms():
+    assert render.command_result(2, {"success": False, "errors": ["Id is required"]}) == {
+        "type": "command_result", "in_reply_to": 2, "success": False, "errors": ["Id is required"]}
+    assert list(render.command_result(3, {"error": [13, "crash"]})) == [
+        "type", "in_reply_to", "code", "text"]
+
+
+def test_query_result_and_null():
+    assert render.line(render.query_result(4, {"data": None})) == (
+        b'{"type": "query_result", "in_reply_to": 4, "data": null}\n')
+
+
+def test_envelope_swaps_src_and_dest():
+    out = render.line(render.init_ok(1), envelope=True, src="c1", dest="n1")
+    assert out == b'{"src": "n1", "dest": "c1", "body": {"type": "init_ok", "in_reply_to": 1}}\n'
+
+
+def test_non_ascii_is_escaped():
+    assert render.line(render.query_result(1, {"data": "Zoë"})).endswith(b'"Zo\\u00eb"}\n')
