@@ -92,3 +92,8 @@ def parse(argv: Sequence[str] | None = None, description: str = "",
     if cfg.sync not in ("full", "normal"):
         raise SystemExit(f"--sync must be 'full' or 'normal', not {cfg.sync!r}")
     return cfg
+
+
+# A child exiting with this status (EX_CONFIG) cannot work with the settings or storage it
+# was given (corrupt store, folder locked by another node): restarting it will not help.
+FATAL_EXIT = 78

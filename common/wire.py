@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgpack
+import zmq
 
 HELLO = b"hello"
 STATUS = b"status"
@@ -52,3 +53,12 @@ def unpack(data: bytes) -> Any:
 def message(kind: bytes, body: Any) -> list[bytes]:
     """Frames for one internal message."""
     return [kind, pack(body)]
+
+
+def context() -> zmq.Context:
+    """A ZeroMQ context whose sockets reconnect quickly: peers restart, and start-up should
+    not wait out the default 100 ms reconnect interval."""
+    ctx = zmq.Context()
+    ctx.setsockopt(zmq.RECONNECT_IVL, 10)
+    ctx.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
+    return ctx

@@ -7,7 +7,7 @@ import time
 
 import zmq
 
-from common import wire
+from common import runtime, wire
 from common.config import Config
 from common.log import setup
 from common.stopping import StopSignal
@@ -23,7 +23,7 @@ class ReadSide:
     def __init__(self, cfg: Config) -> None:
         self.log = setup("read")
         self.projections = load_all()
-        self.ctx = zmq.Context()
+        self.ctx = wire.context()
         self.sub = Subscription(self.ctx, cfg.events_endpoint, cfg.catchup_endpoint, self._apply)
         self.router = self.ctx.socket(zmq.DEALER)
         self.router.setsockopt(zmq.LINGER, 1000)
@@ -46,8 +46,9 @@ class ReadSide:
 
     def start(self) -> None:
         """Subscribe first (done), then replay the store; ready only once caught up."""
-        while not self.stop.requested and not self.sub.catch_up():
-            pass
+        while not self.sub.catch_up(timeout=1.0):
+            if self.stop.requested:
+                return
         self.ready = True
         self.router.send_multipart(wire.message(wire.STATUS, self._status()))
         self.log.info("ready at position %d", self.sub.position)
@@ -119,3 +120,5 @@ class ReadSide:
 
 def main(cfg: Config) -> None:
     ReadSide(cfg).run()
+    if cfg.runtime_dir:
+        runtime.remove_if_orphaned(cfg.runtime_dir)

@@ -213,6 +213,13 @@ class Router:
             else:
                 self._fail(pending, 11, f"temporarily unavailable: no {role} side is up")
 
+    def abort(self, reason: str) -> None:
+        """Stop taking input and answer everything waiting with error 11: the node cannot run."""
+        log.error("stopping: %s", reason)
+        self.draining = True
+        for pending in list(self.pending.values()):
+            self._fail(pending, 11, f"temporarily unavailable: {reason}")
+
     def drop_members(self, members: list[Member]) -> None:
         """Hand a lost back-end's unanswered requests back to the outboxes, in input order."""
         for member in members:

@@ -4,11 +4,9 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 
-import zmq
 
-from common import config
+from common import config, runtime, wire
 from common.log import setup
 from common.stopping import StopSignal
 from router.core import Router
@@ -30,25 +28,35 @@ def _fill_endpoints(cfg: config.Config, runtime: str) -> None:
 def launch(argv: list[str] | None = None) -> int:
     cfg = config.parse(argv, description=DESCRIPTION)
     log = setup("node")
-    own_runtime = not cfg.runtime_dir
-    runtime = cfg.runtime_dir or tempfile.mkdtemp(prefix="cqrs-node-")  # mode 0700
-    os.makedirs(runtime, mode=0o700, exist_ok=True)
-    cfg.runtime_dir = os.path.abspath(runtime)
     if cfg.data_dir:
         cfg.data_dir = os.path.abspath(cfg.data_dir)
-        os.makedirs(cfg.data_dir, exist_ok=True)
+        problem = _unusable_folder(cfg.data_dir)
+        if problem:
+            log.error("cannot start: data folder %s %s", cfg.data_dir, problem)
+            return 1
+    own_runtime = not cfg.runtime_dir
+    runtime_dir = runtime.make() if own_runtime else cfg.runtime_dir
+    os.makedirs(runtime_dir, mode=0o700, exist_ok=True)
+    cfg.runtime_dir = os.path.abspath(runtime_dir)
     _fill_endpoints(cfg, cfg.runtime_dir)
     sys.stderr.write(f"events endpoint: {cfg.events_endpoint}\n")
     sys.stderr.flush()
 
-    ctx = zmq.Context()
+    ctx = wire.context()
     router = Router(cfg, ctx)  # binds first: the back-ends connect to it
-    supervisor = Supervisor(cwd=ROOT)
+    supervisor = Supervisor(cwd=ROOT, runtime_dir=cfg.runtime_dir)
     child_args = cfg.to_argv()
     supervisor.start("write side", "write_side", child_args)
     for i in range(max(1, cfg.read_replicas)):
         supervisor.start(f"read side {i + 1}", "read_side", child_args)
-    router.on_tick = supervisor.tick
+
+    def tick() -> list[int]:
+        exited = supervisor.tick()
+        if supervisor.fatal and not router.draining:
+            router.abort(supervisor.fatal)
+        return exited
+
+    router.on_tick = tick
 
     def drain(signum: int) -> None:
         log.info("signal %d: answering what was read, then stopping", signum)
@@ -65,4 +73,15 @@ def launch(argv: list[str] | None = None) -> int:
         ctx.term()
         if own_runtime:
             shutil.rmtree(cfg.runtime_dir, ignore_errors=True)
-    return 0
+    return 1 if supervisor.fatal else 0
+
+
+def _unusable_folder(folder: str) -> str:
+    """Why `folder` cannot hold the store, or '' when it can."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        return f"cannot be created: {exc.strerror}"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "is not writable"
+    return ""

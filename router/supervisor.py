@@ -9,6 +9,9 @@ import sys
 import time
 from dataclasses import dataclass
 
+from common import runtime
+from common.config import FATAL_EXIT
+
 log = logging.getLogger("supervisor")
 FIRST_BACKOFF = 0.05
 MAX_BACKOFF = 2.0
@@ -27,10 +30,12 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, cwd: str) -> None:
+    def __init__(self, cwd: str, runtime_dir: str = "") -> None:
         self.cwd = cwd
+        self.runtime_dir = runtime_dir
         self.children: list[Child] = []
         self.stopping = False
+        self.fatal = ""  # why the node cannot run, once a child said so
         self.env = dict(os.environ)
         self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [cwd, self.env.get("PYTHONPATH")]))
 
@@ -64,6 +69,10 @@ class Supervisor:
     def _schedule_restart(self, child: Child, now: float) -> None:
         log.warning("%s (pid %d) exited with status %s", child.name, child.proc.pid,
                     child.proc.returncode)
+        if child.proc.returncode == FATAL_EXIT:
+            self.fatal = runtime.read_fatal(self.runtime_dir) or f"{child.name} cannot run"
+            child.proc = None
+            return
         if now - child.started > STABLE_AFTER:
             child.backoff = FIRST_BACKOFF
         child.restart_at = now + child.backoff

@@ -6,31 +6,34 @@ import time
 
 import zmq
 
-from common import wire
-from common.config import Config
+from common import runtime, wire
+from common.config import FATAL_EXIT, Config
 from common.log import setup
 from common.stopping import StopSignal
 from write_side.catchup import CatchupServer
 from write_side.contexts import load_all
 from write_side.decider import Decider
+from write_side.lock import lock_folder
 from write_side.publisher import Publisher
-from write_side.store import EventStore
+from write_side.store import EventStore, StoreError
 
 STATUS_EVERY = 0.5
 
 
-def store_path(cfg: Config) -> str:
-    folder = cfg.data_dir or cfg.runtime_dir or "."
-    return os.path.join(folder, "events.sqlite3")
+def store_folder(cfg: Config) -> str:
+    return cfg.data_dir or cfg.runtime_dir or "."
 
 
 class WriteSide:
     def __init__(self, cfg: Config) -> None:
         self.log = setup("write")
         self.cfg = cfg
-        self.store = EventStore(store_path(cfg), cfg.sync)
+        folder = store_folder(cfg)
+        self.lock = lock_folder(folder)
+        self.store = EventStore(os.path.join(folder, "events.sqlite3"), cfg.sync,
+                                max_pages=int(os.environ.get("CQRS_FAULT_MAX_PAGES", "0") or 0))
         self.decider = Decider(self.store, load_all())
-        self.ctx = zmq.Context()
+        self.ctx = wire.context()
         self.publisher = Publisher(self.ctx, cfg.events_endpoint)
         self.catchup = CatchupServer(self.ctx, cfg.catchup_endpoint, self.store)
         if not cfg.no_sample_data:
@@ -42,7 +45,7 @@ class WriteSide:
         self.commands = 0
         self.stop = StopSignal()
         self.router.send_multipart(wire.message(wire.HELLO, self._status()))
-        self.log.info("ready: head %d, store %s", self.store.head, store_path(cfg))
+        self.log.info("ready: head %d, store in %s", self.store.head, folder)
 
     def _status(self) -> dict:
         return {"role": "write", "pid": os.getpid(), "ready": True,
@@ -94,4 +97,12 @@ class WriteSide:
 
 
 def main(cfg: Config) -> None:
-    WriteSide(cfg).run()
+    try:
+        side = WriteSide(cfg)
+    except StoreError as exc:
+        setup("write").error("cannot start: %s", exc)
+        runtime.write_fatal(cfg.runtime_dir, str(exc))
+        raise SystemExit(FATAL_EXIT)
+    side.run()
+    if cfg.runtime_dir:
+        runtime.remove_if_orphaned(cfg.runtime_dir)

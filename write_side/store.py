@@ -77,7 +77,8 @@ _COLUMNS = "position, context, stream_id, version, type, data, recorded_at, even
 
 
 class EventStore:
-    def __init__(self, path: str, sync: str = "full") -> None:
+    def __init__(self, path: str, sync: str = "full", max_pages: int = 0) -> None:
+        """Open (or create) the store; max_pages > 0 caps its size (a test-only fault)."""
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA busy_timeout = 0")
@@ -87,6 +88,8 @@ class EventStore:
                     raise StoreError(f"cannot use WAL mode on {path} (got {mode})")
             self._db.execute(f"PRAGMA synchronous = {'FULL' if sync == 'full' else 'NORMAL'}")
             self._db.executescript(_SCHEMA)
+            if max_pages:
+                self._db.execute(f"PRAGMA max_page_count = {int(max_pages)}")
             row = self._db.execute("SELECT MAX(position) FROM events").fetchone()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open event store {path}: {exc}") from exc

@@ -1,0 +1,72 @@
+"""The launcher's private runtime folder (ipc sockets, a throwaway store), and its cleanup.
+
+Each folder holds `launcher.pid`. A folder whose launcher is gone (it was
+killed with SIGKILL, say) is removed by the next start on this host, and by
+the launcher's children as they exit.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import tempfile
+
+PREFIX = "cqrs-node-"
+MARKER = "launcher.pid"
+FATAL = "fatal.txt"  # why a child could not run, for the launcher to report
+
+
+def make() -> str:
+    """A new private folder (mode 0700) marked with this process's pid."""
+    sweep_stale()
+    folder = tempfile.mkdtemp(prefix=PREFIX)
+    with open(os.path.join(folder, MARKER), "w") as f:
+        f.write(str(os.getpid()))
+    return folder
+
+
+def owner(folder: str) -> int | None:
+    try:
+        with open(os.path.join(folder, MARKER)) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return None
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_if_orphaned(folder: str) -> bool:
+    """Remove a marked runtime folder whose launcher no longer runs."""
+    pid = owner(folder)
+    if pid is None or _running(pid):
+        return False
+    shutil.rmtree(folder, ignore_errors=True)
+    return True
+
+
+def sweep_stale() -> None:
+    for folder in glob.glob(os.path.join(tempfile.gettempdir(), PREFIX + "*")):
+        if os.path.isdir(folder) and os.stat(folder).st_uid == os.getuid():
+            remove_if_orphaned(folder)
+
+
+def write_fatal(folder: str, reason: str) -> None:
+    if folder and os.path.isdir(folder):
+        with open(os.path.join(folder, FATAL), "w") as f:
+            f.write(reason)
+
+
+def read_fatal(folder: str) -> str:
+    try:
+        with open(os.path.join(folder, FATAL)) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
