@@ -77,23 +77,35 @@ class Subscription:
         self.counters["applied"] += 1
 
     def catch_up(self, timeout: float = 2.0) -> bool:
-        """Replay stored events until the write side's head; False if it did not answer in time."""
+        """Replay stored events until the write side's head; False if it did not answer in time.
+
+        The next chunk is asked for before the current one is applied, so the write
+        side reads while this process applies.
+        """
         self.counters["catchups"] += 1
+        req = self._send_request(self.position)
         while True:
-            reply = self._request(timeout)
+            reply = self._wait_reply(req, timeout)
             if reply is None:
                 return False
-            for event in reply["events"]:
+            events = reply["events"]
+            self.head = max(self.head, reply["head"])
+            done = not events or events[-1]["position"] >= reply["head"]
+            if not done:
+                req = self._send_request(events[-1]["position"])
+            for event in events:
                 if event["position"] == self.position + 1:
                     self._apply(event)
                     self.counters["caught_up_events"] += 1
-            self.head = max(self.head, reply["head"])
-            if not reply["events"] or self.position >= reply["head"]:
+            if done:
                 return True
 
-    def _request(self, timeout: float) -> dict | None:
+    def _send_request(self, after: int) -> int:
         req = next(self._req)
-        self._catchup.send(wire.pack({"after": self.position, "req": req}))
+        self._catchup.send(wire.pack({"after": after, "req": req}))
+        return req
+
+    def _wait_reply(self, req: int, timeout: float) -> dict | None:
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             if not self._catchup.poll(int(left * 1000) + 1):

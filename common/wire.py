@@ -50,6 +50,15 @@ def unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
+def splice_map(fields: dict, key: str, packed_items: list[bytes]) -> bytes:
+    """Pack `fields` plus `key`: an array of already-packed items, spliced in unchanged."""
+    out = [_packer.pack_map_header(len(fields) + 1)]
+    for name, value in fields.items():
+        out += [_packer.pack(name), _packer.pack(value)]
+    out += [_packer.pack(key), _packer.pack_array_header(len(packed_items)), *packed_items]
+    return b"".join(out)
+
+
 def message(kind: bytes, body: Any) -> list[bytes]:
     """Frames for one internal message."""
     return [kind, pack(body)]

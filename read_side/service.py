@@ -1,6 +1,7 @@
 """The read side's loop: apply events gap-free, answer queries once caught up to their position."""
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import time
@@ -119,6 +120,9 @@ class ReadSide:
 
 
 def main(cfg: Config) -> None:
+    # Projections are millions of long-lived objects without cycles: collecting young
+    # objects less often saves a large share of replay time.
+    gc.set_threshold(50_000, 20, 100)
     ReadSide(cfg).run()
     if cfg.runtime_dir:
         runtime.remove_if_orphaned(cfg.runtime_dir)

@@ -26,16 +26,17 @@ def commit(store, *events, commands=(), claims=(), releases=()):
 def test_positions_are_gap_free_across_commits(store):
     first = commit(store, ev("a", 1), ev("b", 1))
     second = commit(store, ev("a", 2, "UserRenamed"))
-    assert [e["position"] for e in first + second] == [1, 2, 3]
+    assert [e.event["position"] for e in first + second] == [1, 2, 3]
     assert store.head == 3
 
 
 def test_stored_event_has_every_field(store):
     (stored,) = commit(store, ev("a", 1))
-    assert set(stored) == {"position", "context", "stream_id", "version", "type", "data",
-                           "recorded_at", "event_id"}
-    assert stored["data"] == {"name": "a"}
-    assert store.load_stream("accounts", "a") == [stored]
+    assert set(stored.event) == {"position", "context", "stream_id", "version", "type", "data",
+                                 "recorded_at", "event_id"}
+    assert stored.event["data"] == {"name": "a"}
+    assert store.load_stream("accounts", "a") == [stored.event]
+    assert store.bodies_after(0, 10) == [stored.body]
 
 
 def test_stream_version_is_unique_and_a_conflict_stores_nothing(store):

@@ -34,7 +34,7 @@ def test_later_commands_in_a_batch_see_earlier_ones(decider):
     assert results[3] == {"success": True, "events": [{"eventType": "UserRenamed",
                                                         "aggregateId": "u"}]}
     assert results[4] == {"success": False, "errors": ["Expected version 1, got 2"]}
-    assert [e["position"] for e in stored] == [1, 2, 3]
+    assert [e.event["position"] for e in stored] == [1, 2, 3]
     assert [o[2] for o in outcomes] == [1, 1, 2, 3, 3]  # head right after each command
 
 
@@ -84,10 +84,10 @@ def test_a_failed_commit_answers_unavailable_and_forgets_the_batch(decider, monk
 
 def test_seed_writes_sample_data_once_through_the_append_path(decider):
     seeded = decider.seed()
-    assert [(e["context"], e["type"]) for e in seeded] == [
+    assert [(e.event["context"], e.event["type"]) for e in seeded] == [
         ("directory", "UserCreated"), ("accounts", "UserCreated"),
         ("accounts", "UserRenamed"), ("accounts", "UserRenamed")]
-    assert seeded[1]["recorded_at"] == "2024-01-01T00:00:00.000000Z"
+    assert seeded[1].event["recorded_at"] == "2024-01-01T00:00:00.000000Z"
     assert decider.seed() == []
     # The sample email is claimed like any other.
     outcomes, _ = decider.run([create(1, "John.Doe@example.com")])

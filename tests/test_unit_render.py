@@ -28,3 +28,11 @@ def test_envelope_swaps_src_and_dest():
 
 def test_non_ascii_is_escaped():
     assert render.line(render.query_result(1, {"data": "Zoë"})).endswith(b'"Zo\\u00eb"}\n')
+
+
+def test_spliced_map_unpacks_like_a_packed_one():
+    from common import wire
+
+    items = [{"position": 1}, {"position": 2, "data": {"x": [1, 2]}}]
+    spliced = wire.splice_map({"head": 9, "req": 3}, "events", [wire.pack(i) for i in items])
+    assert wire.unpack(spliced) == {"head": 9, "req": 3, "events": items}

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from common.timefmt import now_utc
 from write_side.aggregate import Aggregate, Rejected
-from write_side.store import Commit, EventStore, NewEvent
+from write_side.store import Commit, EventStore, NewEvent, Stored
 
 AggregateCache = dict  # (context, stream_id) -> Aggregate
 
@@ -95,7 +95,7 @@ class Batch:
     def record_command(self, command_id: str, result: Any) -> None:
         self._commit.commands.append((command_id, result, self.position))
 
-    def commit(self) -> list[dict]:
+    def commit(self) -> list[Stored]:
         return self._store.commit(self._commit)
 
     def _now(self) -> str:

@@ -38,10 +38,11 @@ class CatchupServer:
         except Exception:
             log.warning("malformed catch-up request ignored")
             return
-        events = self.store.read_after(after, limit)
-        self.served += len(events)
-        reply = {"events": events, "head": self.store.head, "req": request.get("req")}
-        self.socket.send_multipart([identity, wire.pack(reply)])
+        bodies = self.store.bodies_after(after, limit)
+        self.served += len(bodies)
+        reply = wire.splice_map({"head": self.store.head, "req": request.get("req")},
+                                "events", bodies)
+        self.socket.send_multipart([identity, reply])
 
     def close(self) -> None:
         self.socket.close()

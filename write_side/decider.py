@@ -7,7 +7,7 @@ from typing import Any
 
 from write_side.aggregate import Rejected
 from write_side.batch import AggregateCache, Batch
-from write_side.store import EventStore, StoreError
+from write_side.store import EventStore, Stored, StoreError
 
 log = logging.getLogger("write")
 
@@ -18,7 +18,7 @@ class Decider:
         self.contexts = contexts
         self.cache: AggregateCache = {}
 
-    def seed(self) -> list[dict]:
+    def seed(self) -> list[Stored]:
         """Write every context's sample events, through the normal append path, into an empty store."""
         if self.store.head:
             return []
@@ -29,7 +29,7 @@ class Decider:
                 batch.append(name, agg, type_, data, recorded_at)
         return self._commit(batch)
 
-    def run(self, requests: list[list]) -> tuple[list[list], list[dict]]:
+    def run(self, requests: list[list]) -> tuple[list[list], list[Stored]]:
         """Decide a batch: returns ([[seq, result, position], ...], stored events)."""
         batch = Batch(self.store, self.cache)
         outcomes: list[list] = []
@@ -68,7 +68,7 @@ class Decider:
             log.exception("command %s.%s crashed", context, name)
             return {"error": [13, f"crash: internal error in {name}"]}
 
-    def _commit(self, batch: Batch) -> list[dict]:
+    def _commit(self, batch: Batch) -> list[Stored]:
         try:
             return batch.commit()
         except StoreError:

@@ -7,6 +7,7 @@ import time
 import zmq
 
 from common import wire
+from write_side.store import Stored
 
 HEARTBEAT_EVERY = 0.5  # seconds of silence before a heartbeat; PROTOCOL.md asks at least 1/s
 
@@ -24,17 +25,17 @@ class Publisher:
         self._drop_every = int(os.environ.get("CQRS_FAULT_DROP_EVERY", "0") or 0)
         self.dropped_on_purpose = 0
 
-    def publish(self, events: list[dict]) -> None:
+    def publish(self, stored: list[Stored]) -> None:
         send = self.socket.send_multipart
-        for event in events:
+        for item in stored:
+            event = item.event
             self.head = event["position"]
             self.published += 1
             if self._drop_every and self.published % self._drop_every == 0:
                 self.dropped_on_purpose += 1
                 continue
-            topic = f"{event['context']}.{event['type']}".encode()
-            send([topic, wire.pack(event)])
-        if events:
+            send([f"{event['context']}.{event['type']}".encode(), item.body])
+        if stored:
             self._last_sent = time.monotonic()
 
     def heartbeat_due(self, now: float) -> bool:

@@ -1,7 +1,9 @@
 """The event store: one SQLite file, the single source of truth.
 
 Tables
-  events    every event, at a gap-free global position; unique (context, stream, version)
+  events    every event, at a gap-free global position; unique (context, stream, version).
+            `body` is the event's wire form (PROTOCOL.md section 8) packed once at commit,
+            so publishing and catch-up send stored bytes as they are.
   commands  every executed command id with its result, written with its events
   uniques   values claimed by a stream (e.g. an email), for set-wide invariants
 """
@@ -21,9 +23,9 @@ CREATE TABLE IF NOT EXISTS events (
     stream_id   TEXT NOT NULL,
     version     INTEGER NOT NULL,
     type        TEXT NOT NULL,
-    data        BLOB NOT NULL,
     recorded_at TEXT NOT NULL,
     event_id    TEXT NOT NULL,
+    body        BLOB NOT NULL,
     UNIQUE (context, stream_id, version)
 );
 CREATE TABLE IF NOT EXISTS commands (
@@ -65,15 +67,14 @@ class Commit:
     releases: list[tuple[str, str, str]]          # (context, kind, value)
 
 
-def event_map(row: tuple) -> dict:
-    """The stream's wire form of a stored event row (PROTOCOL.md section 8)."""
-    position, context, stream_id, version, type_, data, recorded_at, event_id = row
-    return {"position": position, "context": context, "stream_id": stream_id,
-            "version": version, "type": type_, "data": wire.unpack(data),
-            "recorded_at": recorded_at, "event_id": event_id}
+@dataclass
+class Stored:
+    """An event as stored: its map (PROTOCOL.md section 8) and that map packed."""
+    event: dict
+    body: bytes
 
 
-_COLUMNS = "position, context, stream_id, version, type, data, recorded_at, event_id"
+_COLUMNS = "position, context, stream_id, version, type, recorded_at, event_id, body"
 
 
 class EventStore:
@@ -104,15 +105,19 @@ class EventStore:
 
     def load_stream(self, context: str, stream_id: str) -> list[dict]:
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM events WHERE context = ? AND stream_id = ? ORDER BY version",
+            "SELECT body FROM events WHERE context = ? AND stream_id = ? ORDER BY version",
             (context, stream_id))
-        return [event_map(r) for r in rows]
+        return [wire.unpack(r[0]) for r in rows]
 
     def read_after(self, position: int, limit: int) -> list[dict]:
+        return [wire.unpack(body) for body in self.bodies_after(position, limit)]
+
+    def bodies_after(self, position: int, limit: int) -> list[bytes]:
+        """The packed events after `position`, in order: bytes ready for the wire."""
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
+            "SELECT body FROM events WHERE position > ? ORDER BY position LIMIT ?",
             (position, limit))
-        return [event_map(r) for r in rows]
+        return [r[0] for r in rows]
 
     def find_command(self, command_id: str) -> tuple[Any, int] | None:
         row = self._db.execute("SELECT result, position FROM commands WHERE command_id = ?",
@@ -125,14 +130,19 @@ class EventStore:
             (context, kind, value)).fetchone()
         return None if row is None else row[0]
 
-    def commit(self, batch: Commit) -> list[dict]:
+    def commit(self, batch: Commit) -> list[Stored]:
         """Store a batch atomically; return its events as stored (with positions)."""
-        rows = []
+        rows, stored = [], []
         position = self._head
         for ev in batch.events:
             position += 1
+            event = {"position": position, "context": ev.context, "stream_id": ev.stream_id,
+                     "version": ev.version, "type": ev.type, "data": ev.data,
+                     "recorded_at": ev.recorded_at, "event_id": str(uuid.uuid4())}
+            body = wire.pack(event)
+            stored.append(Stored(event, body))
             rows.append((position, ev.context, ev.stream_id, ev.version, ev.type,
-                         wire.pack(ev.data), ev.recorded_at, str(uuid.uuid4())))
+                         ev.recorded_at, event["event_id"], body))
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -144,7 +154,7 @@ class EventStore:
         except sqlite3.Error as exc:
             raise StoreError(f"commit failed: {exc}") from exc
         self._head = position
-        return [event_map(r) for r in rows]
+        return stored
 
     def _write(self, rows: list[tuple], batch: Commit) -> None:
         db = self._db
