@@ -1,6 +1,12 @@
-"""Make a child process die with its parent, so no process of the node outlives it."""
+"""Make a child process die with its launcher, so no process of the node outlives it.
+
+The launcher names itself in CQRS_LAUNCHER_PID (so a child whose launcher died
+while it was still starting notices too) and its runtime folder in
+CQRS_RUNTIME_DIR (so the last child out removes a folder its launcher left).
+"""
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 import signal
@@ -13,8 +19,13 @@ GRACE = 1.0  # after asking itself to stop, a child exits hard if still running
 
 
 def die_with_parent() -> None:
-    """Ask the kernel for SIGTERM when the parent dies; a watcher thread backs it up."""
-    parent = os.getppid()
+    """SIGTERM from the kernel when the parent dies, a watcher thread as a fallback,
+    and removal of an orphaned runtime folder at exit."""
+    parent = int(os.environ.get("CQRS_LAUNCHER_PID") or os.getppid())
+    folder = os.environ.get("CQRS_RUNTIME_DIR", "")
+    # Until the process installs its own handler, SIGTERM means a clean, immediate exit.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    atexit.register(_remove_orphaned_folder, folder)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
@@ -26,6 +37,18 @@ def die_with_parent() -> None:
             time.sleep(WATCH_EVERY)
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(GRACE)
+        _remove_orphaned_folder(folder)
         os._exit(1)
 
     threading.Thread(target=watch, name="lifeline", daemon=True).start()
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _remove_orphaned_folder(folder: str) -> None:
+    if folder:
+        from common import runtime
+
+        runtime.remove_if_orphaned(folder)

@@ -8,7 +8,7 @@ import time
 
 import zmq
 
-from common import runtime, wire
+from common import wire
 from common.config import Config
 from common.log import setup
 from common.stopping import StopSignal
@@ -124,5 +124,3 @@ def main(cfg: Config) -> None:
     # objects less often saves a large share of replay time.
     gc.set_threshold(50_000, 20, 100)
     ReadSide(cfg).run()
-    if cfg.runtime_dir:
-        runtime.remove_if_orphaned(cfg.runtime_dir)

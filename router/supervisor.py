@@ -37,6 +37,9 @@ class Supervisor:
         self.stopping = False
         self.fatal = ""  # why the node cannot run, once a child said so
         self.env = dict(os.environ)
+        # For common.lifeline: whom to die with, and what to clean up then.
+        self.env["CQRS_LAUNCHER_PID"] = str(os.getpid())
+        self.env["CQRS_RUNTIME_DIR"] = runtime_dir
         self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [cwd, self.env.get("PYTHONPATH")]))
 
     def start(self, name: str, module: str, args: list[str]) -> Child:

@@ -138,6 +138,12 @@ class Node:
         assert wait_until(seen, timeout), "no 'events endpoint:' line on stderr"
         return found[0]
 
+    def runtime_dir(self) -> str:
+        """The private runtime folder, from the events endpoint the node logged."""
+        endpoint = self.events_endpoint()
+        assert endpoint.startswith("ipc://"), endpoint
+        return os.path.dirname(endpoint[len("ipc://"):])
+
     def children(self) -> set[int]:
         kids = descendants(self.proc.pid)
         self.children_seen |= kids

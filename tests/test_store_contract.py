@@ -84,3 +84,14 @@ def test_reopening_a_file_store_keeps_everything(tmp_path):
     assert [e["version"] for e in again.load_stream("accounts", "a")] == [1, 2]
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     again.close()
+
+
+def test_a_full_store_refuses_the_batch_and_keeps_what_it_had(tmp_path):
+    s = EventStore(str(tmp_path / "events.sqlite3"), max_pages=8)
+    commit(s, ev("a", 1))
+    with pytest.raises(StoreError, match="full"):
+        commit(s, *[NewEvent("accounts", f"b{i}", 1, "UserCreated", {"name": "x" * 2000},
+                             "2024-01-01T00:00:00.000000Z") for i in range(50)])
+    assert s.head == 1
+    assert [e["stream_id"] for e in s.read_after(0, 10)] == ["a"]
+    s.close()

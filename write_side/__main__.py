@@ -1,8 +1,9 @@
 """python -m write_side: run one write side (see --help for its endpoints)."""
-from common import config
 from common.lifeline import die_with_parent
-from write_side.service import main
 
 if __name__ == "__main__":
-    die_with_parent()
+    die_with_parent()  # first: the launcher may die while the imports below run
+    from common import config
+    from write_side.service import main
+
     main(config.parse(description="CQRS node write side"))

@@ -104,5 +104,3 @@ def main(cfg: Config) -> None:
         runtime.write_fatal(cfg.runtime_dir, str(exc))
         raise SystemExit(FATAL_EXIT)
     side.run()
-    if cfg.runtime_dir:
-        runtime.remove_if_orphaned(cfg.runtime_dir)

@@ -149,7 +149,8 @@ class EventStore:
                 self._write(rows, batch)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # some errors (e.g. disk full) already rolled back
+                    self._db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             raise StoreError(f"commit failed: {exc}") from exc
