@@ -100,6 +100,12 @@ class Subscription:
             if done:
                 return True
 
+    def head_only(self, timeout: float = 2.0) -> int | None:
+        """The write side's head, asked without replaying anything."""
+        req = self._send_request(1 << 62)
+        reply = self._wait_reply(req, timeout)
+        return None if reply is None else reply["head"]
+
     def _send_request(self, after: int) -> int:
         req = next(self._req)
         self._catchup.send(wire.pack({"after": after, "req": req}))

@@ -9,7 +9,7 @@ Router <-> back-ends (the router binds ROUTER sockets, back-ends connect DEALERs
   cmds     router -> write     [[seq, context, name, args, command_id, expected_version], ...]
   results  write -> router     [[seq, result, position], ...]
   queries  router -> read      [[seq, context, name, params, at_position], ...]
-  answers  read -> router      [[seq, result], ...]
+  answers  read -> router      {"position": P, "items": [[seq, result], ...]}
 
   A command result is {"success": true, "events": [...]} or
   {"success": false, "errors": [...]}; any result may instead be

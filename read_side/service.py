@@ -98,7 +98,8 @@ class ReadSide:
         self.waiting = held
         if answers:
             self.served += len(answers)
-            self.router.send_multipart(wire.message(wire.ANSWERS, answers))
+            body = {"position": self.sub.position, "items": answers}
+            self.router.send_multipart(wire.message(wire.ANSWERS, body))
 
     def answer(self, context: str, name: str, params: object, at: int) -> dict:
         projection = self.projections.get(context)

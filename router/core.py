@@ -65,6 +65,7 @@ class Router:
         self.qry_outbox: list[Pending] = []
         self.outstanding: deque[Pending] = deque()  # commands, input order
         self.waiting: deque[Pending] = deque()      # queries held for earlier commands
+        self.stats_waiting: list[tuple[int, Parsed, float]] = []
         self.position: int | None = None            # store head after the last answered command
         self.seq = 0
         self.boot = uuid.uuid4().hex[:12]
@@ -90,7 +91,8 @@ class Router:
         elif parsed.kind == "init":
             self._reply(seq, parsed, render.init_ok(parsed.msg_id))
         elif parsed.kind == "stats":
-            self._reply(seq, parsed, render.stats_result(parsed.msg_id, self.stats()))
+            # Answered once the back-ends have introduced themselves (or a second passed).
+            self.stats_waiting.append((seq, parsed, now + min(1.0, self.cfg.timeout)))
         else:
             pending = Pending(seq, parsed, now + self.cfg.timeout)
             self.pending[seq] = pending
@@ -124,7 +126,8 @@ class Router:
     def on_read_messages(self) -> None:
         for member, kind, body in self.read.receive():
             if kind == wire.ANSWERS:
-                for seq, result in body:
+                member.position = max(member.position, body["position"])
+                for seq, result in body["items"]:
                     member.inflight.pop(seq, None)
                     pending = self.pending.pop(seq, None)
                     if pending is not None:
@@ -151,6 +154,18 @@ class Router:
         while out and out[0].answered and not self.waiting:
             self._advance(out.popleft())
 
+    def answer_stats(self, now: float) -> None:
+        if not self.stats_waiting:
+            return
+        known = self.write.ready() and self.read.ready()
+        held = []
+        for seq, parsed, deadline in self.stats_waiting:
+            if known or now >= deadline or self.draining:
+                self._reply(seq, parsed, render.stats_result(parsed.msg_id, self.stats()))
+            else:
+                held.append((seq, parsed, deadline))
+        self.stats_waiting = held
+
     def _advance(self, command: Pending) -> None:
         if command.position is not None:
             self.position = max(self.position or 0, command.position)
@@ -164,13 +179,21 @@ class Router:
         self.qry_outbox = [p for p in self.qry_outbox if not p.answered]
         members = self.read.ready()
         if self.qry_outbox and members:
-            start = self.read.next_turn(len(members))
-            shares: dict[int, list[Pending]] = {}
-            for i, pending in enumerate(self.qry_outbox):
-                shares.setdefault((start + i) % len(members), []).append(pending)
+            shares = self._spread(self.qry_outbox, members)
             self.qry_outbox = []
-            for index, share in shares.items():
-                self._send(self.read, members[index], wire.QUERIES, share)
+            for member, share in shares.values():
+                self._send(self.read, member, wire.QUERIES, share)
+
+    def _spread(self, queries: list[Pending], members: list[Member]) -> dict:
+        """Share queries round-robin over the replicas already at each query's position
+        (over all of them when none is known to be there yet)."""
+        start = self.read.next_turn(len(members))
+        shares: dict[bytes, tuple[Member, list[Pending]]] = {}
+        for i, query in enumerate(queries):
+            fresh = [m for m in members if m.position >= query.at] or members
+            member = fresh[(start + i) % len(fresh)]
+            shares.setdefault(member.identity, (member, []))[1].append(query)
+        return shares
 
     def _send(self, pool: Pool, member: Member, kind: bytes, items: list[Pending]) -> None:
         items = self._packable(items)
@@ -244,7 +267,8 @@ class Router:
     # ---- the loop -------------------------------------------------------------------------
 
     def done(self) -> bool:
-        return (self.eof or self.draining) and not self.pending and not len(self.order)
+        return ((self.eof or self.draining) and not self.pending and not self.stats_waiting
+                and not len(self.order))
 
     def flush(self) -> None:
         lines = self.order.take()
@@ -286,6 +310,7 @@ class Router:
                 self._sweep(now)
                 last_sweep = now
             self.expire(now)
+            self.answer_stats(now)
             self.release_queries()
             self.dispatch()
             self.flush()

@@ -18,7 +18,11 @@ DESCRIPTION = ("CQRS/event-sourcing node: JSON lines on stdin, one reply line ea
 
 
 def _fill_endpoints(cfg: config.Config, runtime: str) -> None:
-    """Endpoints not given become ipc sockets in the private runtime folder."""
+    """Endpoints not given become ipc sockets in the private runtime folder, except that a
+    TCP events endpoint on port P gets its catch-up socket on P + 1 (what cqrs-tap expects)."""
+    host, _, port = cfg.events_endpoint.rpartition(":")
+    if cfg.events_endpoint.startswith("tcp://") and port.isdigit() and not cfg.catchup_endpoint:
+        cfg.catchup_endpoint = f"{host}:{int(port) + 1}"
     for name in ("events", "catchup", "write", "read"):
         attr = f"{name}_endpoint"
         if not getattr(cfg, attr):

@@ -51,6 +51,7 @@ class WriteSide:
         return {"role": "write", "pid": os.getpid(), "ready": True,
                 "position": self.store.head,
                 "counters": {"commands": self.commands, "published": self.publisher.published,
+                             "dropped_on_purpose": self.publisher.dropped_on_purpose,
                              "catchup_served": self.catchup.served}}
 
     def run(self) -> None:
