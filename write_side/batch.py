@@ -26,6 +26,10 @@ class Scope:
     def load(self, stream_id: str) -> Aggregate:
         return self._batch.load(self.context, stream_id, self._factory)
 
+    def new(self, stream_id: str) -> Aggregate:
+        """A stream the handler just named at random: nothing to read from the store."""
+        return self._batch.new(self.context, stream_id, self._factory)
+
     def owner(self, kind: str, value: str) -> str | None:
         """The stream holding a unique value, counting this batch's earlier commands."""
         return self._batch.owner(self.context, kind, value)
@@ -35,12 +39,13 @@ class Scope:
 
 
 class Batch:
-    def __init__(self, store: EventStore, cache: AggregateCache) -> None:
+    def __init__(self, store: EventStore, cache: AggregateCache, not_before: str = "") -> None:
         self._store = store
         self._cache = cache
         self._claims: dict[tuple[str, str, str], str | None] = {}
         self._commit = Commit(events=[], commands=[], claims=[], releases=[])
-        self._last_time = ""
+        # One instant for the whole batch, and time never runs backwards in the store.
+        self.recorded_at = max(now_utc(), not_before)
 
     @property
     def position(self) -> int:
@@ -62,6 +67,10 @@ class Batch:
             self._cache[key] = agg
         return agg
 
+    def new(self, context: str, stream_id: str, factory: Callable[[str], Aggregate]) -> Aggregate:
+        agg = self._cache[(context, stream_id)] = factory(stream_id)
+        return agg
+
     def owner(self, context: str, kind: str, value: str) -> str | None:
         key = (context, kind, value)
         if key in self._claims:
@@ -74,7 +83,7 @@ class Batch:
         scope = Scope(self, context, factory)
         reply = handler(scope, args, expected)
         for aggregate, type_, data in scope.emitted:
-            self.append(context, aggregate, type_, data, self._now())
+            self.append(context, aggregate, type_, data, self.recorded_at)
         return reply
 
     def append(self, context: str, aggregate: Aggregate, type_: str, data: dict,
@@ -97,11 +106,6 @@ class Batch:
 
     def commit(self) -> list[Stored]:
         return self._store.commit(self._commit)
-
-    def _now(self) -> str:
-        # Never let time run backwards inside the store's order.
-        self._last_time = max(now_utc(), self._last_time)
-        return self._last_time
 
 
 __all__ = ["Batch", "Scope", "Rejected"]

@@ -17,6 +17,7 @@ class Decider:
         self.store = store
         self.contexts = contexts
         self.cache: AggregateCache = {}
+        self.last_time = ""
 
     def seed(self) -> list[Stored]:
         """Write every context's sample events, through the normal append path, into an empty store."""
@@ -31,11 +32,12 @@ class Decider:
 
     def run(self, requests: list[list]) -> tuple[list[list], list[Stored]]:
         """Decide a batch: returns ([[seq, result, position], ...], stored events)."""
-        batch = Batch(self.store, self.cache)
+        batch = Batch(self.store, self.cache, self.last_time)
+        self.last_time = batch.recorded_at
         outcomes: list[list] = []
-        seen: dict[str, tuple[Any, int]] = {}
+        seen = self.store.find_commands([r[4] for r in requests])
         for seq, context, name, args, command_id, expected in requests:
-            known = seen.get(command_id) or self.store.find_command(command_id)
+            known = seen.get(command_id)
             if known is not None:
                 outcomes.append([seq, known[0], known[1]])
                 continue

@@ -5,8 +5,7 @@ checked only on a valid payload, and the first that fails is the only error.
 """
 from __future__ import annotations
 
-import uuid
-
+from common.ids import new_uuid
 from write_side.aggregate import Aggregate, Rejected
 from write_side.batch import Scope
 from write_side.validation import as_payload, is_email, is_text, is_whole
@@ -92,7 +91,7 @@ def _existing(scope: Scope, payload: dict) -> User:
 def create_user(scope: Scope, args: dict, expected: int | None) -> list[dict]:
     payload = _valid(args, ("name", "email", "age"))
     _check_email_free(scope, payload["email"], None)
-    user = scope.load(str(uuid.uuid4()))
+    user = scope.new(new_uuid())
     data = {"id": user.id, "name": payload["name"], "email": payload["email"]}
     if "age" in payload:
         data["age"] = int(payload["age"])

@@ -10,11 +10,11 @@ Tables
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 from common import wire
+from common.ids import new_uuid
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -92,6 +92,9 @@ class EventStore:
             if max_pages:
                 self._db.execute(f"PRAGMA max_page_count = {int(max_pages)}")
             row = self._db.execute("SELECT MAX(position) FROM events").fetchone()
+            # Claims are few and hot (every registration asks): kept in memory, loaded once.
+            self._uniques = {(c, k, v): sid for c, k, v, sid in self._db.execute(
+                "SELECT context, kind, value, stream_id FROM uniques")}
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open event store {path}: {exc}") from exc
         self._head = row[0] or 0
@@ -120,15 +123,22 @@ class EventStore:
         return [r[0] for r in rows]
 
     def find_command(self, command_id: str) -> tuple[Any, int] | None:
-        row = self._db.execute("SELECT result, position FROM commands WHERE command_id = ?",
-                               (command_id,)).fetchone()
-        return None if row is None else (wire.unpack(row[0]), row[1])
+        return self.find_commands([command_id]).get(command_id)
+
+    def find_commands(self, command_ids: list[str]) -> dict[str, tuple[Any, int]]:
+        """The stored (result, position) of each of these ids that was executed before."""
+        found: dict[str, tuple[Any, int]] = {}
+        for start in range(0, len(command_ids), 500):  # SQLite caps bound parameters
+            chunk = command_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for cid, result, position in self._db.execute(
+                    f"SELECT command_id, result, position FROM commands "
+                    f"WHERE command_id IN ({marks})", chunk):
+                found[cid] = (wire.unpack(result), position)
+        return found
 
     def find_unique(self, context: str, kind: str, value: str) -> str | None:
-        row = self._db.execute(
-            "SELECT stream_id FROM uniques WHERE context = ? AND kind = ? AND value = ?",
-            (context, kind, value)).fetchone()
-        return None if row is None else row[0]
+        return self._uniques.get((context, kind, value))
 
     def commit(self, batch: Commit) -> list[Stored]:
         """Store a batch atomically; return its events as stored (with positions)."""
@@ -138,7 +148,7 @@ class EventStore:
             position += 1
             event = {"position": position, "context": ev.context, "stream_id": ev.stream_id,
                      "version": ev.version, "type": ev.type, "data": ev.data,
-                     "recorded_at": ev.recorded_at, "event_id": str(uuid.uuid4())}
+                     "recorded_at": ev.recorded_at, "event_id": new_uuid()}
             body = wire.pack(event)
             stored.append(Stored(event, body))
             rows.append((position, ev.context, ev.stream_id, ev.version, ev.type,
@@ -155,6 +165,10 @@ class EventStore:
         except sqlite3.Error as exc:
             raise StoreError(f"commit failed: {exc}") from exc
         self._head = position
+        for context, kind, value in batch.releases:
+            self._uniques.pop((context, kind, value), None)
+        for context, kind, value, stream_id in batch.claims:
+            self._uniques[(context, kind, value)] = stream_id
         return stored
 
     def _write(self, rows: list[tuple], batch: Commit) -> None:
