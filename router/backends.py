@@ -30,11 +30,13 @@ class Member:
 
 
 class Pool:
-    def __init__(self, ctx: zmq.Context, role: str, endpoint: str) -> None:
+    def __init__(self, ctx: zmq.Context, role: str, endpoint: str, secure=None) -> None:
         self.role = role
         self.socket = ctx.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.socket.setsockopt(zmq.LINGER, 0)
+        if secure is not None:
+            secure.server(self.socket)
         self.socket.bind(endpoint)
         self.members: dict[bytes, Member] = {}
         self._turn = 0

@@ -1,10 +1,11 @@
-"""The router's loop: stdin lines in, back-end messages, reply lines out in input order.
+"""The router's loop: requests in from its ports, back-end messages, replies out in order.
 
 Consistency: commands go to the write side at once, in input order. A query
-waits until every command read before it has been answered, then goes to a
-read side with `at` = the store position right after the last of those
-commands; the read side answers as of exactly that position, so a query sees
-every command before it and none after it.
+waits until every earlier command of its session has been answered, then goes
+to a read side with `at` = the store position right after the last of those
+commands (or the head known when the query arrived, if later); the read side
+answers as of exactly that position, so a query sees every command before it
+and none after it.
 """
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ import os
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import msgpack
 import zmq
@@ -24,52 +24,31 @@ from common.config import Config
 from common.stopping import drain_pipe
 from router import render
 from router.backends import Member, Pool
-from router.lines import LineSplitter
-from router.order import OrderBuffer
-from router.parse import Parsed, parse
+from router.parse import Parsed
+from router.ports import ClientPort, StdinPort
+from router.session import Pending, Session
 
 log = logging.getLogger("router")
-READ_CHUNK = 1 << 20
 MAX_PENDING = 200_000  # stop reading input while this many requests wait (backpressure)
-
-
-@dataclass
-class Pending:
-    """A request handed to a back-end, waiting for its answer."""
-    seq: int
-    parsed: Parsed
-    deadline: float
-    command_id: str = ""
-    at: int = 0
-    answered: bool = False
-    position: int | None = None
-
-    def wire_form(self) -> list:
-        p = self.parsed
-        if p.kind == "cmd":
-            return [self.seq, p.context, p.name, p.args, self.command_id, p.expected_version]
-        return [self.seq, p.context, p.name, p.args, self.at]
+_PACK_ERRORS = (OverflowError, ValueError, TypeError, msgpack.PackException)
 
 
 class Router:
-    def __init__(self, cfg: Config, ctx: zmq.Context, in_fd: int = 0, out_fd: int = 1) -> None:
+    def __init__(self, cfg: Config, ctx: zmq.Context, stdin: StdinPort | None = None,
+                 clients: ClientPort | None = None, secure=None) -> None:
         self.cfg = cfg
-        self.write = Pool(ctx, "write", cfg.write_endpoint)
-        self.read = Pool(ctx, "read", cfg.read_endpoint)
-        self.in_fd, self.out_fd = in_fd, out_fd
-        self.splitter = LineSplitter(cfg.max_line)
-        self.order = OrderBuffer()
+        self.write = Pool(ctx, "write", cfg.write_endpoint, secure)
+        self.read = Pool(ctx, "read", cfg.read_endpoint, secure)
+        self.stdin, self.clients = stdin, clients
         self.pending: dict[int, Pending] = {}
         self.by_deadline: deque[Pending] = deque()
         self.cmd_outbox: list[Pending] = []
         self.qry_outbox: list[Pending] = []
-        self.outstanding: deque[Pending] = deque()  # commands, input order
-        self.waiting: deque[Pending] = deque()      # queries held for earlier commands
-        self.stats_waiting: list[tuple[int, Parsed, float]] = []
-        self.position: int | None = None            # store head after the last answered command
+        self.stats_waiting: list[tuple[Session, int, Parsed, float]] = []
+        self.active: set = set()  # sessions with something to release or flush
+        self.head: int | None = None  # the store head as far as the router knows
         self.seq = 0
         self.boot = uuid.uuid4().hex[:12]
-        self.eof = False
         self.draining = False
         self.replies = 0
         self.on_tick: Callable[[], list[int]] = lambda: []  # supervisor: pids that exited
@@ -77,51 +56,53 @@ class Router:
 
     # ---- input --------------------------------------------------------------------------
 
-    def feed(self, chunk: bytes) -> None:
-        lines = self.splitter.feed(chunk) if chunk else self.splitter.finish()
-        now = time.monotonic()
-        for raw in lines:
-            self.accept(parse(raw, self.cfg.max_line), now)
-
-    def accept(self, parsed: Parsed, now: float) -> None:
-        seq = self.seq
-        self.seq += 1
+    def accept(self, session: Session, parsed: Parsed, now: float) -> None:
+        local = session.next_local()
+        self.active.add(session)
         if parsed.kind == "error":
-            self._reply(seq, parsed, render.error(parsed.msg_id, *parsed.error))
+            session.reply(local, parsed, render.error(parsed.msg_id, *parsed.error))
         elif parsed.kind == "init":
-            self._reply(seq, parsed, render.init_ok(parsed.msg_id))
+            session.reply(local, parsed, render.init_ok(parsed.msg_id))
         elif parsed.kind == "stats":
             # Answered once the back-ends have introduced themselves (or a second passed).
-            self.stats_waiting.append((seq, parsed, now + min(1.0, self.cfg.timeout)))
+            self.stats_waiting.append((session, local, parsed, now + min(1.0, self.cfg.timeout)))
         else:
-            pending = Pending(seq, parsed, now + self.cfg.timeout)
-            self.pending[seq] = pending
+            pending = Pending(self.seq, local, session, parsed, now + self.cfg.timeout,
+                              floor=self.head)
+            self.seq += 1
+            self.pending[pending.seq] = pending
             self.by_deadline.append(pending)
             if parsed.kind == "cmd":
                 pending.command_id = (f"c:{parsed.context}:{parsed.command_id}"
-                                      if parsed.command_id else f"n:{self.boot}:{seq}")
+                                      if parsed.command_id else f"n:{self.boot}:{pending.seq}")
                 self.cmd_outbox.append(pending)
-                self.outstanding.append(pending)
+                session.outstanding.append(pending)
             else:
-                self.waiting.append(pending)
+                session.waiting.append(pending)
 
-    def _reply(self, seq: int, parsed: Parsed, body: dict) -> None:
-        self.order.put(seq, render.line(body, self.cfg.envelope, parsed.src, parsed.dest))
+    def _answer(self, pending: Pending, body: dict) -> None:
+        self.pending.pop(pending.seq, None)
+        pending.answered = True
+        pending.session.reply(pending.local, pending.parsed, body)
+        self.active.add(pending.session)
+
+    def _learn_head(self, position: int) -> None:
+        self.head = position if self.head is None else max(self.head, position)
 
     # ---- back-end messages --------------------------------------------------------------
 
     def on_write_messages(self) -> None:
         for member, kind, body in self.write.receive():
-            if kind == wire.HELLO and self.position is None:
-                self.position = body["position"]
+            if kind in (wire.HELLO, wire.STATUS):
+                self._learn_head(body["position"])
             elif kind == wire.RESULTS:
                 for seq, result, position in body:
                     member.inflight.pop(seq, None)
-                    pending = self.pending.pop(seq, None)
+                    self._learn_head(position)
+                    pending = self.pending.get(seq)
                     if pending is not None:
-                        pending.answered, pending.position = True, position
-                        self._reply(seq, pending.parsed,
-                                    render.command_result(pending.parsed.msg_id, result))
+                        pending.position = position
+                        self._answer(pending, render.command_result(pending.parsed.msg_id, result))
 
     def on_read_messages(self) -> None:
         for member, kind, body in self.read.receive():
@@ -129,46 +110,28 @@ class Router:
                 member.position = max(member.position, body["position"])
                 for seq, result in body["items"]:
                     member.inflight.pop(seq, None)
-                    pending = self.pending.pop(seq, None)
+                    pending = self.pending.get(seq)
                     if pending is not None:
-                        pending.answered = True
-                        self._reply(seq, pending.parsed,
-                                    render.query_result(pending.parsed.msg_id, result))
+                        self._answer(pending, render.query_result(pending.parsed.msg_id, result))
 
     # ---- ordering, dispatch, deadlines ---------------------------------------------------
 
     def release_queries(self) -> None:
-        """Move queries whose earlier commands are all answered to the outbox, with their `at`."""
-        out = self.outstanding
-        while self.waiting:
-            query = self.waiting[0]
-            if query.answered:
-                self.waiting.popleft()
-                continue
-            while out and out[0].answered and out[0].seq < query.seq:
-                self._advance(out.popleft())
-            if (out and out[0].seq < query.seq) or self.position is None:
-                break
-            query.at = self.position
-            self.qry_outbox.append(self.waiting.popleft())
-        while out and out[0].answered and not self.waiting:
-            self._advance(out.popleft())
+        for session in self.active:
+            session.release(self.head, self.qry_outbox)
 
     def answer_stats(self, now: float) -> None:
         if not self.stats_waiting:
             return
         known = self.write.ready() and self.read.ready()
         held = []
-        for seq, parsed, deadline in self.stats_waiting:
+        for session, local, parsed, deadline in self.stats_waiting:
             if known or now >= deadline or self.draining:
-                self._reply(seq, parsed, render.stats_result(parsed.msg_id, self.stats()))
+                session.reply(local, parsed, render.stats_result(parsed.msg_id, self.stats()))
+                self.active.add(session)
             else:
-                held.append((seq, parsed, deadline))
+                held.append((session, local, parsed, deadline))
         self.stats_waiting = held
-
-    def _advance(self, command: Pending) -> None:
-        if command.position is not None:
-            self.position = max(self.position or 0, command.position)
 
     def dispatch(self) -> None:
         self.cmd_outbox = [p for p in self.cmd_outbox if not p.answered]
@@ -208,20 +171,18 @@ class Router:
         try:
             wire.pack([p.wire_form() for p in items])
             return items
-        except (OverflowError, ValueError, TypeError, msgpack.PackException):
+        except _PACK_ERRORS:
             good = []
             for p in items:
                 try:
                     wire.pack(p.wire_form())
                     good.append(p)
-                except (OverflowError, ValueError, TypeError, msgpack.PackException):
+                except _PACK_ERRORS:
                     self._fail(p, 12, "malformed request: a value is out of range")
             return good
 
     def _fail(self, pending: Pending, code: int, text: str) -> None:
-        self.pending.pop(pending.seq, None)
-        pending.answered = True
-        self._reply(pending.seq, pending.parsed, render.error(pending.parsed.msg_id, code, text))
+        self._answer(pending, render.error(pending.parsed.msg_id, code, text))
 
     def expire(self, now: float) -> None:
         queue = self.by_deadline
@@ -256,7 +217,7 @@ class Router:
     # ---- stats ---------------------------------------------------------------------------
 
     def stats(self) -> dict:
-        head = max([self.position or 0] + [m.position for m in self.write.members.values()])
+        head = self.head or 0
         processes = [{"role": m.role, "pid": m.pid, "ready": m.ready, "position": m.position,
                       "lag": max(0, head - m.position), "counters": m.counters}
                      for pool in (self.write, self.read) for m in pool.members.values()]
@@ -267,45 +228,46 @@ class Router:
     # ---- the loop -------------------------------------------------------------------------
 
     def done(self) -> bool:
-        return ((self.eof or self.draining) and not self.pending and not self.stats_waiting
-                and not len(self.order))
+        """Stdin mode ends at end of input, service mode on a signal; both once all is answered."""
+        ending = self.draining or (self.stdin is not None and self.stdin.eof)
+        return (ending and not self.pending and not self.stats_waiting
+                and not any(s.busy() for s in self._sessions()))
+
+    def _sessions(self) -> list[Session]:
+        found = [self.stdin.session] if self.stdin else []
+        return found + (list(self.clients.sessions.values()) if self.clients else [])
 
     def flush(self) -> None:
-        lines = self.order.take()
-        if not lines:
-            return
-        self.replies += len(lines)
-        data = memoryview(b"".join(lines))
-        while data:
-            written = os.write(self.out_fd, data)
-            data = data[written:]
+        for session in self.active:
+            self.replies += session.flush()
+        self.active = {s for s in self.active if s.waiting}
 
     def run(self) -> None:
         poller = zmq.Poller()
-        poller.register(self.write.socket, zmq.POLLIN)
-        poller.register(self.read.socket, zmq.POLLIN)
+        for sock in (self.write.socket, self.read.socket):
+            poller.register(sock, zmq.POLLIN)
+        if self.clients:
+            poller.register(self.clients.socket, zmq.POLLIN)
         if self.wake_fd is not None:
             poller.register(self.wake_fd, zmq.POLLIN)
         reading = False
         last_sweep = 0.0
         while not self.done():
-            want = not (self.eof or self.draining) and len(self.pending) < MAX_PENDING
-            if want != reading:
-                if want:
-                    poller.register(self.in_fd, zmq.POLLIN)
-                else:
-                    poller.unregister(self.in_fd)
-                reading = want
+            reading = self._watch_stdin(poller, reading)
             events = dict(poller.poll(self._poll_timeout()))
-            if reading and events.get(self.in_fd):
-                self._read_input()
+            now = time.monotonic()
+            if reading and events.get(self.stdin.in_fd):
+                for session, parsed in self.stdin.read():
+                    self.accept(session, parsed, now)
+            if self.clients and self.clients.socket in events and not self.draining:
+                for session, parsed in self.clients.read():
+                    self.accept(session, parsed, now)
             if self.wake_fd is not None and events.get(self.wake_fd):
                 drain_pipe(self.wake_fd)
             if self.write.socket in events:
                 self.on_write_messages()
             if self.read.socket in events:
                 self.on_read_messages()
-            now = time.monotonic()
             if now - last_sweep > 0.1:
                 self._sweep(now)
                 last_sweep = now
@@ -315,16 +277,23 @@ class Router:
             self.dispatch()
             self.flush()
 
-    def _read_input(self) -> None:
-        chunk = os.read(self.in_fd, READ_CHUNK)
-        if not chunk:
-            self.eof = True
-        self.feed(chunk)
+    def _watch_stdin(self, poller: zmq.Poller, reading: bool) -> bool:
+        """Read stdin only while it is open, we are not draining, and the backlog is small."""
+        if self.stdin is None:
+            return False
+        want = not (self.stdin.eof or self.draining) and len(self.pending) < MAX_PENDING
+        if want and not reading:
+            poller.register(self.stdin.in_fd, zmq.POLLIN)
+        elif reading and not want:
+            poller.unregister(self.stdin.in_fd)
+        return want
 
     def _sweep(self, now: float) -> None:
         for pid in self.on_tick():
             self.drop_members(self.write.drop_pid(pid) + self.read.drop_pid(pid))
         self.drop_members(self.write.drop_silent(now) + self.read.drop_silent(now))
+        if self.clients:
+            self.clients.forget_idle(now)
 
     def _poll_timeout(self) -> int:
         if self.by_deadline:
@@ -335,3 +304,5 @@ class Router:
     def close(self) -> None:
         self.write.close()
         self.read.close()
+        if self.clients:
+            self.clients.close()

@@ -10,6 +10,7 @@ from common import config, runtime, wire
 from common.log import setup
 from common.stopping import StopSignal
 from router.core import Router
+from router.ports import StdinPort
 from router.supervisor import Supervisor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,7 +48,8 @@ def launch(argv: list[str] | None = None) -> int:
     sys.stderr.flush()
 
     ctx = wire.context()
-    router = Router(cfg, ctx)  # binds first: the back-ends connect to it
+    stdin = StdinPort(0, 1, cfg.max_line, cfg.envelope)
+    router = Router(cfg, ctx, stdin=stdin)  # binds first: the back-ends connect to it
     supervisor = Supervisor(cwd=ROOT, runtime_dir=cfg.runtime_dir)
     child_args = cfg.to_argv()
     supervisor.start("write side", "write_side", child_args)
