@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench conformance clean
+.PHONY: install run serve test bench conformance clean
 
 install: $(STAMP)
 
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 
 run: install
 	$(PY) run_node.py $(ARGS)
+
+# Each process type on its own, as the Procfile says (CQRS_* variables: see README).
+serve: install
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start $(ARGS)
 
 test: install
 	$(PY) -m pytest -q

@@ -22,6 +22,8 @@ _SETTINGS = (
      "router endpoint that write sides connect to (router binds)"),
     ("--read-endpoint", "CQRS_READ_ENDPOINT", "", str,
      "router endpoint that read sides connect to (router binds)"),
+    ("--client-endpoint", "CQRS_CLIENT_ENDPOINT", "", str,
+     "router endpoint serving clients, one JSON request per frame (router binds)"),
     ("--data-dir", "CQRS_DATA_DIR", "", str,
      "folder of the durable event store; empty: a store in the runtime folder, removed at exit"),
     ("--sync", "CQRS_SYNC", "full", str,
@@ -45,6 +47,7 @@ class Config:
     catchup_endpoint: str = ""
     write_endpoint: str = ""
     read_endpoint: str = ""
+    client_endpoint: str = ""
     data_dir: str = ""
     sync: str = "full"
     timeout: float = 5.0
@@ -63,6 +66,25 @@ class Config:
             if getattr(self, _dest(flag)):
                 argv.append(flag)
         return argv
+
+
+# Service mode (each process type on its own, e.g. under the Procfile): endpoints not
+# given default to these loopback ports, and the store to ./data.
+SERVICE_DEFAULTS = {
+    "client_endpoint": "tcp://127.0.0.1:5550",
+    "write_endpoint": "tcp://127.0.0.1:5551",
+    "read_endpoint": "tcp://127.0.0.1:5552",
+    "events_endpoint": "tcp://127.0.0.1:5553",
+    "catchup_endpoint": "tcp://127.0.0.1:5554",
+    "data_dir": "data",
+}
+
+
+def with_service_defaults(cfg: Config) -> Config:
+    for name, value in SERVICE_DEFAULTS.items():
+        if not getattr(cfg, name):
+            setattr(cfg, name, value)
+    return cfg
 
 
 def _dest(flag: str) -> str:

@@ -22,15 +22,18 @@ log = logging.getLogger("subscription")
 class Subscription:
     def __init__(self, ctx: zmq.Context, events_endpoint: str, catchup_endpoint: str,
                  apply: Callable[[dict], None], position: int = 0,
-                 topics: tuple[bytes, ...] = (b"",), hwm: int = 200_000) -> None:
+                 topics: tuple[bytes, ...] = (b"",), hwm: int = 200_000, secure=None) -> None:
         self.apply = apply
         self.position = position  # last applied
         self.head = position      # highest position known to exist
         self.counters = {"received": 0, "applied": 0, "duplicates": 0, "gaps": 0,
                          "catchups": 0, "caught_up_events": 0}
+        self._secure = secure
         self.socket = ctx.socket(zmq.SUB)
         self.socket.setsockopt(zmq.RCVHWM, hwm)
         self.socket.setsockopt(zmq.LINGER, 0)
+        if secure is not None:
+            secure.client(self.socket)
         for topic in topics + (wire.HEARTBEAT_TOPIC,):
             self.socket.setsockopt(zmq.SUBSCRIBE, topic)
         self.socket.connect(events_endpoint)
@@ -42,6 +45,8 @@ class Subscription:
     def _new_catchup_socket(self) -> zmq.Socket:
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        if self._secure is not None:
+            self._secure.client(sock)
         sock.connect(self._catchup_endpoint)
         return sock
 

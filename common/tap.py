@@ -17,6 +17,7 @@ from typing import Sequence
 import zmq
 
 from common import wire
+from common.security import Curve
 from common.stopping import StopSignal, drain_pipe
 from common.subscription import Subscription
 
@@ -41,7 +42,8 @@ class Tap:
         self.ctx = wire.context()
         catchup = args.catchup_endpoint or default_catchup(args.endpoint)
         start = args.from_position - 1 if args.from_position else 0
-        self.sub = Subscription(self.ctx, args.endpoint, catchup, self._print, position=start)
+        self.sub = Subscription(self.ctx, args.endpoint, catchup, self._print, position=start,
+                                secure=Curve(self.ctx))
         if not args.from_position:
             self.sub.position = self.sub.head = self._current_head()
 

@@ -11,6 +11,7 @@ import zmq
 from common import wire
 from common.config import Config
 from common.log import setup
+from common.security import Curve
 from common.stopping import StopSignal
 from common.subscription import Subscription
 from read_side.contexts import load_all
@@ -25,9 +26,12 @@ class ReadSide:
         self.log = setup("read")
         self.projections = load_all()
         self.ctx = wire.context()
-        self.sub = Subscription(self.ctx, cfg.events_endpoint, cfg.catchup_endpoint, self._apply)
+        self.secure = Curve(self.ctx)
+        self.sub = Subscription(self.ctx, cfg.events_endpoint, cfg.catchup_endpoint, self._apply,
+                                secure=self.secure)
         self.router = self.ctx.socket(zmq.DEALER)
         self.router.setsockopt(zmq.LINGER, 1000)
+        self.secure.client(self.router)
         self.router.connect(cfg.read_endpoint)
         self.ready = False
         self.served = 0
@@ -117,6 +121,7 @@ class ReadSide:
     def close(self) -> None:
         self.sub.close()
         self.router.close()
+        self.secure.close()
         self.ctx.term()
 
 

@@ -40,6 +40,7 @@ class Router:
         self.write = Pool(ctx, "write", cfg.write_endpoint, secure)
         self.read = Pool(ctx, "read", cfg.read_endpoint, secure)
         self.stdin, self.clients = stdin, clients
+        self.secure = secure
         self.pending: dict[int, Pending] = {}
         self.by_deadline: deque[Pending] = deque()
         self.cmd_outbox: list[Pending] = []
@@ -294,6 +295,8 @@ class Router:
         self.drop_members(self.write.drop_silent(now) + self.read.drop_silent(now))
         if self.clients:
             self.clients.forget_idle(now)
+        if self.secure is not None:
+            self.secure.report_refusals()
 
     def _poll_timeout(self) -> int:
         if self.by_deadline:

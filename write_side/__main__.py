@@ -6,4 +6,7 @@ if __name__ == "__main__":
     from common import config
     from write_side.service import main
 
-    main(config.parse(description="CQRS node write side"))
+    cfg = config.parse(description="CQRS node write side")
+    if not cfg.runtime_dir:  # on its own (service mode), not under run_node.py
+        config.with_service_defaults(cfg)
+    main(cfg)

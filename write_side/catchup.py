@@ -13,9 +13,11 @@ log = logging.getLogger("write")
 
 
 class CatchupServer:
-    def __init__(self, ctx: zmq.Context, endpoint: str, store: EventStore) -> None:
+    def __init__(self, ctx: zmq.Context, endpoint: str, store: EventStore, secure=None) -> None:
         self.socket = ctx.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        if secure is not None:
+            secure.server(self.socket, "catch-up")
         self.socket.bind(endpoint)
         self.store = store
         self.served = 0

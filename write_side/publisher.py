@@ -13,10 +13,12 @@ HEARTBEAT_EVERY = 0.5  # seconds of silence before a heartbeat; PROTOCOL.md asks
 
 
 class Publisher:
-    def __init__(self, ctx: zmq.Context, endpoint: str, hwm: int = 100_000) -> None:
+    def __init__(self, ctx: zmq.Context, endpoint: str, secure=None, hwm: int = 100_000) -> None:
         self.socket = ctx.socket(zmq.PUB)
         self.socket.setsockopt(zmq.SNDHWM, hwm)
         self.socket.setsockopt(zmq.LINGER, 1000)
+        if secure is not None:
+            secure.server(self.socket, "events")
         self.socket.bind(endpoint)
         self.head = 0
         self.published = 0

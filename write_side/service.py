@@ -9,6 +9,7 @@ import zmq
 from common import runtime, wire
 from common.config import FATAL_EXIT, Config
 from common.log import setup
+from common.security import Curve
 from common.stopping import StopSignal
 from write_side.catchup import CatchupServer
 from write_side.contexts import load_all
@@ -29,18 +30,24 @@ class WriteSide:
         self.log = setup("write")
         self.cfg = cfg
         folder = store_folder(cfg)
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"data folder {folder} cannot be created: {exc.strerror}") from exc
         self.lock = lock_folder(folder)
         self.store = EventStore(os.path.join(folder, "events.sqlite3"), cfg.sync,
                                 max_pages=int(os.environ.get("CQRS_FAULT_MAX_PAGES", "0") or 0))
         self.decider = Decider(self.store, load_all())
         self.ctx = wire.context()
-        self.publisher = Publisher(self.ctx, cfg.events_endpoint)
-        self.catchup = CatchupServer(self.ctx, cfg.catchup_endpoint, self.store)
+        self.secure = Curve(self.ctx)
+        self.publisher = Publisher(self.ctx, cfg.events_endpoint, self.secure)
+        self.catchup = CatchupServer(self.ctx, cfg.catchup_endpoint, self.store, self.secure)
         if not cfg.no_sample_data:
             self.publisher.publish(self.decider.seed())
         self.publisher.head = self.store.head
         self.router = self.ctx.socket(zmq.DEALER)
         self.router.setsockopt(zmq.LINGER, 1000)
+        self.secure.client(self.router)
         self.router.connect(cfg.write_endpoint)
         self.commands = 0
         self.stop = StopSignal()
@@ -71,6 +78,7 @@ class WriteSide:
                 self.publisher.heartbeat(now)
             if now >= next_status:
                 self.router.send_multipart(wire.message(wire.STATUS, self._status()))
+                self.secure.report_refusals()
                 next_status = now + STATUS_EVERY
         self.close()
 
@@ -93,6 +101,7 @@ class WriteSide:
     def close(self) -> None:
         for sock in (self.router, self.catchup, self.publisher):
             sock.close()
+        self.secure.close()
         self.store.close()
         self.ctx.term()
 

@@ -1,0 +1,12 @@
+"""python -m router: the router on its own, serving ZeroMQ clients (service mode).
+
+Back-ends connect to it (`python -m write_side`, `python -m read_side`, as
+many read replicas as you like); clients connect to CQRS_CLIENT_ENDPOINT.
+"""
+from common.lifeline import die_with_parent
+
+if __name__ == "__main__":
+    die_with_parent()
+    from router.service import main
+
+    main()

@@ -1,0 +1,35 @@
+"""Service mode: the router alone, serving clients on a ZeroMQ ROUTER socket until a signal."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from common import config, wire
+from common.log import setup
+from common.security import Curve
+from common.stopping import StopSignal
+from router.core import Router
+from router.ports import ClientPort
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cfg = config.with_service_defaults(config.parse(argv, description=__doc__))
+    log = setup("router")
+    ctx = wire.context()
+    secure = Curve(ctx)
+    clients = ClientPort(ctx, cfg.client_endpoint, cfg.max_line, cfg.envelope, secure)
+    router = Router(cfg, ctx, clients=clients, secure=secure)
+
+    def drain(signum: int) -> None:
+        log.info("signal %d: answering what was read, then stopping", signum)
+        router.draining = True
+
+    router.wake_fd = StopSignal(on_stop=drain).fd
+    log.info("serving clients on %s (write sides: %s, read sides: %s)", cfg.client_endpoint,
+             cfg.write_endpoint, cfg.read_endpoint)
+    try:
+        router.run()
+    finally:
+        router.close()
+        secure.close()
+        ctx.term()
+    return 0
