@@ -18,6 +18,7 @@ from read_side.contexts import load_all
 from read_side.params import BadParams
 
 STATUS_EVERY = 0.5
+MAX_BATCH = 8192  # queries taken per round, so status keeps flowing under a flood
 NUDGE_AFTER = 0.1  # a query waiting this long for its position triggers a catch-up
 
 
@@ -82,13 +83,16 @@ class ReadSide:
 
     def _take_queries(self) -> None:
         now = time.monotonic()
-        while True:
+        taken = 0
+        while taken < MAX_BATCH:
             try:
                 kind, body = self.router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
             if kind == wire.QUERIES:
-                self.waiting.extend((now, q) for q in wire.unpack(body))
+                queries = wire.unpack(body)
+                taken += len(queries)
+                self.waiting.extend((now, q) for q in queries)
 
     def _answer_waiting(self, now: float) -> None:
         if not self.waiting:

@@ -36,7 +36,7 @@ class Pool:
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.socket.setsockopt(zmq.LINGER, 0)
         if secure is not None:
-            secure.server(self.socket)
+            secure.server(self.socket, f"{role} endpoint {endpoint}")
         self.socket.bind(endpoint)
         self.members: dict[bytes, Member] = {}
         self._turn = 0
@@ -76,12 +76,16 @@ class Pool:
         self._turn = (self._turn + 1) % max(count, 1)
         return self._turn
 
-    def send(self, member: Member, kind: bytes, body: Any) -> bool:
+    def send(self, member: Member, kind: bytes, packed: bytes) -> bool:
+        """Send an already packed body to one member; False if it cannot take it now."""
         try:
-            self.socket.send_multipart([member.identity, kind, wire.pack(body)], zmq.NOBLOCK)
+            self.socket.send_multipart([member.identity, kind, packed], zmq.NOBLOCK)
             return True
         except zmq.ZMQError:  # gone (unroutable) or full: the caller keeps the work
             return False
+
+    def drop_others(self, keep: Member) -> list[Member]:
+        return self._drop([m for m in self.members.values() if m is not keep])
 
     def drop_silent(self, now: float) -> list[Member]:
         return self._drop([m for m in self.members.values() if now - m.last_seen > SILENCE])

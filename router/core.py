@@ -30,6 +30,7 @@ from router.session import Pending, Session
 
 log = logging.getLogger("router")
 MAX_PENDING = 200_000  # stop reading input while this many requests wait (backpressure)
+CHUNK = 1024  # requests per message to a back-end: a back-end can bound its batches by messages
 _PACK_ERRORS = (OverflowError, ValueError, TypeError, msgpack.PackException)
 
 
@@ -94,6 +95,11 @@ class Router:
 
     def on_write_messages(self) -> None:
         for member, kind, body in self.write.receive():
+            if kind == wire.HELLO:
+                # There is one write side at a time (the data-folder lock sees to that): a
+                # new one means the old is gone, and what it had not answered must reach
+                # the new one before any newer command, to keep input order.
+                self.drop_members(self.write.drop_others(member))
             if kind in (wire.HELLO, wire.STATUS):
                 self._learn_head(body["position"])
             elif kind == wire.RESULTS:
@@ -138,14 +144,14 @@ class Router:
         self.cmd_outbox = [p for p in self.cmd_outbox if not p.answered]
         member = self.write.newest_ready()
         if self.cmd_outbox and member is not None:
-            self._send(self.write, member, wire.CMDS, self.cmd_outbox)
-            self.cmd_outbox = []
+            # Take the outbox first: a failed send puts its batch back into it.
+            batch, self.cmd_outbox = self.cmd_outbox, []
+            self._send(self.write, member, wire.CMDS, batch)
         self.qry_outbox = [p for p in self.qry_outbox if not p.answered]
         members = self.read.ready()
         if self.qry_outbox and members:
-            shares = self._spread(self.qry_outbox, members)
-            self.qry_outbox = []
-            for member, share in shares.values():
+            batch, self.qry_outbox = self.qry_outbox, []
+            for member, share in self._spread(batch, members).values():
                 self._send(self.read, member, wire.QUERIES, share)
 
     def _spread(self, queries: list[Pending], members: list[Member]) -> dict:
@@ -160,18 +166,24 @@ class Router:
         return shares
 
     def _send(self, pool: Pool, member: Member, kind: bytes, items: list[Pending]) -> None:
-        items = self._packable(items)
-        if pool.send(member, kind, [p.wire_form() for p in items]):
-            for p in items:
+        """Send in messages of at most CHUNK requests; what cannot go now waits in its outbox."""
+        outbox = self.cmd_outbox if kind == wire.CMDS else self.qry_outbox
+        for start in range(0, len(items), CHUNK):
+            chunk, body = self._pack(items[start:start + CHUNK])
+            if not chunk:
+                continue
+            if not pool.send(member, kind, body):  # unreachable or full: keep the rest
+                outbox.extend(p for p in items[start:] if not p.answered)
+                outbox.sort(key=lambda p: p.seq)
+                return
+            for p in chunk:
                 member.inflight[p.seq] = p
-        else:  # unreachable or full: keep them for the next round
-            (self.cmd_outbox if kind == wire.CMDS else self.qry_outbox).extend(items)
 
-    def _packable(self, items: list[Pending]) -> list[Pending]:
-        """Answer at once any request the wire cannot carry (e.g. an integer over 64 bits)."""
+    def _pack(self, items: list[Pending]) -> tuple[list[Pending], bytes]:
+        """Pack a batch; answer at once any request the wire cannot carry (e.g. an integer
+        over 64 bits) and pack the rest."""
         try:
-            wire.pack([p.wire_form() for p in items])
-            return items
+            return items, wire.pack([p.wire_form() for p in items])
         except _PACK_ERRORS:
             good = []
             for p in items:
@@ -180,7 +192,7 @@ class Router:
                     good.append(p)
                 except _PACK_ERRORS:
                     self._fail(p, 12, "malformed request: a value is out of range")
-            return good
+            return good, wire.pack([p.wire_form() for p in good])
 
     def _fail(self, pending: Pending, code: int, text: str) -> None:
         self._answer(pending, render.error(pending.parsed.msg_id, code, text))

@@ -52,7 +52,7 @@ class ClientPort:
         self.socket.setsockopt(zmq.LINGER, 1000)
         self.socket.setsockopt(zmq.MAXMSGSIZE, max(max_line * 16, 1 << 24))
         if secure is not None:
-            secure.server(self.socket)
+            secure.server(self.socket, f"client endpoint {endpoint}")
         self.socket.bind(endpoint)
         self.max_line = max_line
         self.envelope = envelope

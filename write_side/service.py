@@ -19,6 +19,10 @@ from write_side.publisher import Publisher
 from write_side.store import EventStore, StoreError
 
 STATUS_EVERY = 0.5
+# Commands per transaction at most: large enough that a sync is shared by many commands,
+# small enough that results and status keep flowing (the router drops a back-end silent
+# for two seconds).
+MAX_BATCH = 8192
 
 
 def store_folder(cfg: Config) -> str:
@@ -84,7 +88,7 @@ class WriteSide:
 
     def _take_commands(self) -> None:
         requests: list[list] = []
-        while True:
+        while len(requests) < MAX_BATCH:
             try:
                 kind, body = self.router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
