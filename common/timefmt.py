@@ -6,14 +6,20 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def format_utc(moment: datetime) -> str:
-    """Render an aware (or naive-as-UTC) datetime in the canonical form."""
+    """Render an aware (or naive-as-UTC) datetime in the canonical form.
+
+    Raises OverflowError when the moment falls outside years 1 to 9999 in UTC.
+    """
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime(_FORMAT)
+    m = moment.astimezone(timezone.utc)
+    # Not strftime: its %Y does not pad years before 1000 on every platform, and the
+    # text must keep its fixed width to sort in time order.
+    return (f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:"
+            f"{m.second:02d}.{m.microsecond:06d}Z")
 
 
 def now_utc() -> str:
@@ -31,4 +37,7 @@ def canonical(text: str) -> str:
     if raw[-1] in "zZ":
         raw = raw[:-1] + "+00:00"
     moment = datetime.fromisoformat(raw)
-    return format_utc(moment)
+    try:
+        return format_utc(moment)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError(f"timestamp {text!r} is out of range") from exc

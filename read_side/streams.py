@@ -6,6 +6,7 @@ a fold of that prefix, never by rescanning the whole log.
 """
 from __future__ import annotations
 
+import sys
 from bisect import bisect_right
 from typing import Any, Callable, Iterator
 
@@ -23,8 +24,10 @@ class StreamTable:
 
     def apply(self, event: dict) -> None:
         sid = event["stream_id"]
-        entry = (event["position"], event["recorded_at"], event["version"], event["type"],
-                 event["data"])
+        # Interned: a batch shares one timestamp and there are few event types, but each
+        # unpacked event brings its own copies of both.
+        entry = (event["position"], sys.intern(event["recorded_at"]), event["version"],
+                 sys.intern(event["type"]), event["data"])
         self.history.setdefault(sid, []).append(entry)
         self.current[sid] = self.evolve(self.current.get(sid), entry[3], entry[4])
         self.last_position = entry[0]

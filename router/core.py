@@ -29,7 +29,11 @@ from router.ports import ClientPort, StdinPort
 from router.session import Pending, Session
 
 log = logging.getLogger("router")
-MAX_PENDING = 200_000  # stop reading input while this many requests wait (backpressure)
+# Stop reading input while this many requests wait (backpressure). The deadline of a
+# request runs from when it is read, so the backlog must stay well under what the
+# back-ends get through in one deadline, even on a slow or loaded machine; it still
+# leaves room for large batches.
+MAX_PENDING = 10_000
 CHUNK = 1024  # requests per message to a back-end: a back-end can bound its batches by messages
 _PACK_ERRORS = (OverflowError, ValueError, TypeError, msgpack.PackException)
 
@@ -259,20 +263,19 @@ class Router:
         poller = zmq.Poller()
         for sock in (self.write.socket, self.read.socket):
             poller.register(sock, zmq.POLLIN)
-        if self.clients:
-            poller.register(self.clients.socket, zmq.POLLIN)
         if self.wake_fd is not None:
             poller.register(self.wake_fd, zmq.POLLIN)
-        reading = False
+        reading = serving = False
         last_sweep = 0.0
         while not self.done():
             reading = self._watch_stdin(poller, reading)
+            serving = self._watch_clients(poller, serving)
             events = dict(poller.poll(self._poll_timeout()))
             now = time.monotonic()
             if reading and events.get(self.stdin.in_fd):
                 for session, parsed in self.stdin.read():
                     self.accept(session, parsed, now)
-            if self.clients and self.clients.socket in events and not self.draining:
+            if serving and self.clients.socket in events:
                 for session, parsed in self.clients.read():
                     self.accept(session, parsed, now)
             if self.wake_fd is not None and events.get(self.wake_fd):
@@ -295,11 +298,15 @@ class Router:
         if self.stdin is None:
             return False
         want = not (self.stdin.eof or self.draining) and len(self.pending) < MAX_PENDING
-        if want and not reading:
-            poller.register(self.stdin.in_fd, zmq.POLLIN)
-        elif reading and not want:
-            poller.unregister(self.stdin.in_fd)
-        return want
+        return _watch(poller, self.stdin.in_fd, reading, want)
+
+    def _watch_clients(self, poller: zmq.Poller, serving: bool) -> bool:
+        """Take client requests while not draining and the backlog is small; meanwhile
+        they wait in ZeroMQ's queues, whose high-water marks push back on the clients."""
+        if self.clients is None:
+            return False
+        want = not self.draining and len(self.pending) < MAX_PENDING
+        return _watch(poller, self.clients.socket, serving, want)
 
     def _sweep(self, now: float) -> None:
         for pid in self.on_tick():
@@ -321,3 +328,12 @@ class Router:
         self.read.close()
         if self.clients:
             self.clients.close()
+
+
+def _watch(poller: zmq.Poller, source, watching: bool, want: bool) -> bool:
+    """(Un)register a source for input so the poller reflects `want`; returns `want`."""
+    if want and not watching:
+        poller.register(source, zmq.POLLIN)
+    elif watching and not want:
+        poller.unregister(source)
+    return want

@@ -15,7 +15,7 @@ from router.parse import Parsed, parse
 from router.session import Session
 
 log = logging.getLogger("router")
-READ_CHUNK = 1 << 20
+READ_CHUNK = 1 << 18  # a few thousand requests: big batches, bounded backlog
 IDLE_SESSION = 300.0  # seconds before a quiet client's session is forgotten
 
 

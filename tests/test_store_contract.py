@@ -54,11 +54,30 @@ def test_same_stream_id_in_two_contexts_is_two_streams(store):
 
 
 def test_commands_are_kept_with_their_results(store):
+    """Ids in the router's own form (n:<boot>:<seq>) are covered below."""
     commit(store, ev("a", 1), commands=[("n:1", {"success": True, "events": []}, 1)])
     assert store.find_command("n:1") == ({"success": True, "events": []}, 1)
     assert store.find_command("n:2") is None
     with pytest.raises(StoreError):
         commit(store, commands=[("n:1", {}, 1)])
+
+
+@pytest.mark.parametrize("command_id", ["n:b0ot:7", "c:accounts:n:b0ot:7", "n:7", "n:b0ot:x"])
+def test_every_id_form_is_kept(store, command_id):
+    commit(store, ev("a", 1), commands=[(command_id, {"success": True, "events": []}, 1)])
+    assert store.find_commands([command_id]) == {command_id: ({"success": True, "events": []}, 1)}
+    with pytest.raises(StoreError):
+        commit(store, commands=[(command_id, {}, 1)])
+
+
+def test_router_ids_are_found_by_seq_in_any_batch(store):
+    ok = {"success": True, "events": []}
+    commit(store, commands=[(f"n:r1:{s}", {"n": s}, s) for s in (1, 2, 5)])
+    commit(store, commands=[("n:r1:3", ok, 6), ("n:r2:3", {"other": 1}, 6), ("n:r1:9", ok, 7)])
+    asked = [f"n:r1:{s}" for s in range(12)] + ["n:r2:3", "n:r3:3", "c:x:n:r1:1"]
+    assert store.find_commands(asked) == {
+        "n:r1:1": ({"n": 1}, 1), "n:r1:2": ({"n": 2}, 2), "n:r1:5": ({"n": 5}, 5),
+        "n:r1:3": (ok, 6), "n:r1:9": (ok, 7), "n:r2:3": ({"other": 1}, 6)}
 
 
 def test_claims_and_releases(store):
@@ -77,13 +96,29 @@ def test_read_after_pages_in_order(store):
 def test_reopening_a_file_store_keeps_everything(tmp_path):
     path = str(tmp_path / "events.sqlite3")
     s = EventStore(path)
-    commit(s, ev("a", 1), ev("a", 2, "UserRenamed"))
+    commit(s, ev("a", 1), ev("a", 2, "UserRenamed"),
+           commands=[("n:r:1", {"r": 1}, 2), ("c:accounts:k", {"k": 1}, 2)],
+           claims=[("accounts", "email", "a@x.io", "a")])
     s.close()
     again = EventStore(path)
     assert again.head == 2
+    assert again.find_commands(["n:r:1", "c:accounts:k"]) == {"n:r:1": ({"r": 1}, 2),
+                                                              "c:accounts:k": ({"k": 1}, 2)}
+    assert again.find_unique("accounts", "email", "a@x.io") == "a"
     assert [e["version"] for e in again.load_stream("accounts", "a")] == [1, 2]
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     again.close()
+
+
+def test_a_store_of_another_format_is_refused_with_a_clear_message(tmp_path):
+    path = str(tmp_path / "events.sqlite3")
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE events (position INTEGER PRIMARY KEY, type TEXT)")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="has format 1, this node reads format"):
+        EventStore(path)
 
 
 def test_a_full_store_refuses_the_batch_and_keeps_what_it_had(tmp_path):

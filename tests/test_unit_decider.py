@@ -92,3 +92,29 @@ def test_seed_writes_sample_data_once_through_the_append_path(decider):
     # The sample email is claimed like any other.
     outcomes, _ = decider.run([create(1, "John.Doe@example.com")])
     assert outcomes[0][1]["errors"] == ["Email is already registered"]
+
+
+def test_event_data_the_wire_cannot_carry_costs_only_its_command(decider):
+    huge = [1, "directory", "CreateUser", {"name": "Al", "email": "al@x.io", "age": 1e20},
+            "n:1", None]
+    outcomes, stored = decider.run([huge, create(2, "al@x.io")])
+    assert outcomes[0][1] == {"error": [12, "malformed request: a value is out of range"]}
+    assert outcomes[1][1]["success"] is True  # the email was never claimed by the bad one
+    assert [e.event["position"] for e in stored] == [1]
+
+
+def test_the_aggregate_cache_is_bounded_and_evicted_streams_come_back_from_the_store(decider):
+    decider.cache.capacity = 3
+    creates = [acc(i, "CreateUser", {"id": f"u{i}", "name": "A"}) for i in range(10)]
+    # One batch touching more streams than the cache holds: its own overlay keeps them.
+    renames = [acc(10 + i, "RenameUser", {"id": f"u{i}", "name": "B"}, expected=1)
+               for i in range(10)]
+    twice = [acc(20 + i, "RenameUser", {"id": f"u{i}", "name": "C"}, expected=2)
+             for i in range(10)]
+    outcomes, _ = decider.run(creates + renames + twice)
+    assert [o[1]["success"] for o in outcomes] == [True] * 30
+    assert len(decider.cache) == 3
+    # Later batches fold evicted streams again from the store, versions included.
+    outcomes, _ = decider.run([acc(30 + i, "RenameUser", {"id": f"u{i}", "name": "D"},
+                                   expected=3) for i in range(10)])
+    assert [o[1]["success"] for o in outcomes] == [True] * 10

@@ -63,3 +63,8 @@ def test_oversized_line_keeps_msg_id_when_it_can():
 def test_init_and_stats():
     assert p({"type": "init", "msg_id": 1, "node_id": "n1", "node_ids": ["n1"]}).kind == "init"
     assert p({"type": "stats", "msg_id": 1}).kind == "stats"
+
+
+def test_nesting_deeper_than_the_stack_is_invalid_json():
+    got = parse(("[" * 100_000 + "]" * 100_000).encode(), 1 << 22)
+    assert (got.kind, got.error) == ("error", (12, "malformed request: invalid JSON"))

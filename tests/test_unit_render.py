@@ -1,4 +1,8 @@
 """Reply rendering: exact keys, order and separators."""
+import json
+
+import pytest
+
 from router import render
 
 
@@ -36,3 +40,19 @@ def test_spliced_map_unpacks_like_a_packed_one():
     items = [{"position": 1}, {"position": 2, "data": {"x": [1, 2]}}]
     spliced = wire.splice_map({"head": 9, "req": 3}, "events", [wire.pack(i) for i in items])
     assert wire.unpack(spliced) == {"head": 9, "req": 3, "events": items}
+
+
+@pytest.mark.parametrize("body", [
+    {"type": "query_result", "in_reply_to": 1, "data": {"name": "Zoë \u2603 \"q\" \\ \n", "n": 1.5,
+                                                         "big": 2 ** 70, "neg": -3, "no": None,
+                                                         "t": True, "list": [1, [2, {}], []]}},
+    {"type": "error", "in_reply_to": None, "code": 12, "text": "x"},
+    {"inf": float("inf"), "nan": float("nan"), "e": 1e20},
+])
+def test_dumps_writes_exactly_what_json_dumps_writes(body):
+    assert render.dumps(body) == json.dumps(body)
+
+
+def test_dumps_refuses_what_json_dumps_refuses():
+    with pytest.raises(TypeError):
+        render.dumps({"x": object()})

@@ -5,13 +5,49 @@ batch keeps them as an overlay over the store until the commit.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, Callable
 
+from common import wire
 from common.timefmt import now_utc
 from write_side.aggregate import Aggregate, Rejected
 from write_side.store import Commit, EventStore, NewEvent, Stored
 
-AggregateCache = dict  # (context, stream_id) -> Aggregate
+Key = tuple[str, str]  # (context, stream_id)
+
+
+class AggregateCache:
+    """The most recently used aggregates, so hot streams skip the store. Bounded: a
+    stream not used for a while is folded again from its events when next needed, so
+    memory does not grow with the number of streams."""
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[Key, Aggregate] = OrderedDict()
+
+    def get(self, key: Key) -> Aggregate | None:
+        agg = self._items.get(key)
+        if agg is not None:
+            self._items.move_to_end(key)
+        return agg
+
+    def put(self, key: Key, agg: Aggregate) -> None:
+        self._items[key] = agg
+        self._items.move_to_end(key)
+        if len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+_PACK_ERRORS = (OverflowError, ValueError, TypeError)
+
+
+class Unstorable(Exception):
+    """A handler produced event data the wire format cannot carry (e.g. a 70-bit integer)."""
 
 
 class Scope:
@@ -42,6 +78,9 @@ class Batch:
     def __init__(self, store: EventStore, cache: AggregateCache, not_before: str = "") -> None:
         self._store = store
         self._cache = cache
+        # What this batch touched, held here until the commit: the cache may evict an
+        # aggregate, and the store does not have this batch's events yet.
+        self._touched: dict[Key, Aggregate] = {}
         self._claims: dict[tuple[str, str, str], str | None] = {}
         self._commit = Commit(events=[], commands=[], claims=[], releases=[])
         # One instant for the whole batch, and time never runs backwards in the store.
@@ -59,17 +98,22 @@ class Batch:
 
     def load(self, context: str, stream_id: str, factory: Callable[[str], Aggregate]) -> Aggregate:
         key = (context, stream_id)
-        agg = self._cache.get(key)
+        agg = self._touched.get(key) or self._cache.get(key)
         if agg is None:
             agg = factory(stream_id)
             for ev in self._store.load_stream(context, stream_id):
                 agg.apply(ev["type"], ev["data"], ev["recorded_at"])
-            self._cache[key] = agg
+        self._remember(key, agg)
         return agg
 
     def new(self, context: str, stream_id: str, factory: Callable[[str], Aggregate]) -> Aggregate:
-        agg = self._cache[(context, stream_id)] = factory(stream_id)
+        agg = factory(stream_id)
+        self._remember((context, stream_id), agg)
         return agg
+
+    def _remember(self, key: Key, agg: Aggregate) -> None:
+        self._touched[key] = agg
+        self._cache.put(key, agg)
 
     def owner(self, context: str, kind: str, value: str) -> str | None:
         key = (context, kind, value)
@@ -82,6 +126,10 @@ class Batch:
         """Run one handler; on success apply its events to the batch. Rejected propagates."""
         scope = Scope(self, context, factory)
         reply = handler(scope, args, expected)
+        try:  # checked before anything is applied, so a bad value costs only its command
+            wire.pack([data for _, _, data in scope.emitted])
+        except _PACK_ERRORS as exc:
+            raise Unstorable(str(exc)) from exc
         for aggregate, type_, data in scope.emitted:
             self.append(context, aggregate, type_, data, self.recorded_at)
         return reply
@@ -108,4 +156,4 @@ class Batch:
         return self._store.commit(self._commit)
 
 
-__all__ = ["Batch", "Scope", "Rejected"]
+__all__ = ["Batch", "Scope", "Rejected", "Unstorable"]

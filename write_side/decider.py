@@ -6,7 +6,7 @@ from types import ModuleType
 from typing import Any
 
 from write_side.aggregate import Rejected
-from write_side.batch import AggregateCache, Batch
+from write_side.batch import AggregateCache, Batch, Unstorable
 from write_side.store import EventStore, Stored, StoreError
 
 log = logging.getLogger("write")
@@ -16,7 +16,7 @@ class Decider:
     def __init__(self, store: EventStore, contexts: dict[str, ModuleType]) -> None:
         self.store = store
         self.contexts = contexts
-        self.cache: AggregateCache = {}
+        self.cache = AggregateCache()
         self.last_time = ""
 
     def seed(self) -> list[Stored]:
@@ -66,6 +66,8 @@ class Decider:
             return {"success": True, "events": events}
         except Rejected as rejected:
             return {"success": False, "errors": rejected.errors}
+        except Unstorable:
+            return {"error": [12, "malformed request: a value is out of range"]}
         except Exception:  # a bug must cost one reply, never the process
             log.exception("command %s.%s crashed", context, name)
             return {"error": [13, f"crash: internal error in {name}"]}

@@ -3,9 +3,17 @@
 Tables
   events    every event, at a gap-free global position; unique (context, stream, version).
             `body` is the event's wire form (PROTOCOL.md section 8) packed once at commit,
-            so publishing and catch-up send stored bytes as they are.
+            so publishing and catch-up send stored bytes as they are; only the keys that
+            are looked up have columns of their own.
   commands  every executed command id with its result, written with its events
+  batches   the results of the commands the router named itself (ids `n:<boot>:<seq>`),
+            one row per batch and router: they are looked up only when a router re-sends
+            after a write side restart, so one packed row costs far less than a row each
   uniques   values claimed by a stream (e.g. an email), for set-wide invariants
+
+The tables keyed by text are WITHOUT ROWID: one B-tree per table instead of two,
+which is a fifth of the cost of a commit. `PRAGMA user_version` holds FORMAT, so
+a store written in another layout is refused with a clear message.
 """
 from __future__ import annotations
 
@@ -16,15 +24,13 @@ from typing import Any, Iterable
 from common import wire
 from common.ids import new_uuid
 
+FORMAT = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     position    INTEGER PRIMARY KEY,
     context     TEXT NOT NULL,
     stream_id   TEXT NOT NULL,
     version     INTEGER NOT NULL,
-    type        TEXT NOT NULL,
-    recorded_at TEXT NOT NULL,
-    event_id    TEXT NOT NULL,
     body        BLOB NOT NULL,
     UNIQUE (context, stream_id, version)
 );
@@ -32,14 +38,21 @@ CREATE TABLE IF NOT EXISTS commands (
     command_id TEXT PRIMARY KEY,
     result     BLOB NOT NULL,
     position   INTEGER NOT NULL
-);
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS batches (
+    boot     TEXT NOT NULL,
+    seq_from INTEGER NOT NULL,
+    seq_to   INTEGER NOT NULL,
+    results  BLOB NOT NULL,        -- packed [[seq, result, position], ...]
+    PRIMARY KEY (boot, seq_to)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS uniques (
     context   TEXT NOT NULL,
     kind      TEXT NOT NULL,
     value     TEXT NOT NULL,
     stream_id TEXT NOT NULL,
     PRIMARY KEY (context, kind, value)
-);
+) WITHOUT ROWID;
 """
 
 
@@ -74,7 +87,7 @@ class Stored:
     body: bytes
 
 
-_COLUMNS = "position, context, stream_id, version, type, recorded_at, event_id, body"
+_COLUMNS = "position, context, stream_id, version, body"
 
 
 class EventStore:
@@ -88,7 +101,7 @@ class EventStore:
                 if mode.lower() != "wal":
                     raise StoreError(f"cannot use WAL mode on {path} (got {mode})")
             self._db.execute(f"PRAGMA synchronous = {'FULL' if sync == 'full' else 'NORMAL'}")
-            self._db.executescript(_SCHEMA)
+            self._create_or_check_format(path)
             if max_pages:
                 self._db.execute(f"PRAGMA max_page_count = {int(max_pages)}")
             row = self._db.execute("SELECT MAX(position) FROM events").fetchone()
@@ -98,6 +111,16 @@ class EventStore:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open event store {path}: {exc}") from exc
         self._head = row[0] or 0
+
+    def _create_or_check_format(self, path: str) -> None:
+        found = self._db.execute("PRAGMA user_version").fetchone()[0]
+        tables = self._db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+        if tables and found != FORMAT:
+            raise StoreError(f"event store {path} has format {found}, this node reads "
+                             f"format {FORMAT}; export its events with the version that "
+                             "wrote it")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version = {FORMAT}")
 
     @property
     def head(self) -> int:
@@ -127,14 +150,29 @@ class EventStore:
 
     def find_commands(self, command_ids: list[str]) -> dict[str, tuple[Any, int]]:
         """The stored (result, position) of each of these ids that was executed before."""
+        named, by_router = _split_ids(command_ids)
         found: dict[str, tuple[Any, int]] = {}
-        for start in range(0, len(command_ids), 500):  # SQLite caps bound parameters
-            chunk = command_ids[start:start + 500]
+        for start in range(0, len(named), 500):  # SQLite caps bound parameters
+            chunk = named[start:start + 500]
             marks = ",".join("?" * len(chunk))
             for cid, result, position in self._db.execute(
                     f"SELECT command_id, result, position FROM commands "
                     f"WHERE command_id IN ({marks})", chunk):
                 found[cid] = (wire.unpack(result), position)
+        for boot, seqs in by_router.items():
+            found.update(self._find_router_ids(boot, seqs))
+        return found
+
+    def _find_router_ids(self, boot: str, seqs: dict[int, str]) -> dict[str, tuple[Any, int]]:
+        """Rows of one router whose seq range overlaps the asked seqs: usually none, as
+        a router's new commands have seqs above every stored one."""
+        found = {}
+        for (packed,) in self._db.execute(
+                "SELECT results FROM batches WHERE boot = ? AND seq_to >= ? AND seq_from <= ?",
+                (boot, min(seqs), max(seqs))):
+            for seq, result, position in wire.unpack(packed):
+                if seq in seqs:
+                    found[seqs[seq]] = (result, position)
         return found
 
     def find_unique(self, context: str, kind: str, value: str) -> str | None:
@@ -151,8 +189,7 @@ class EventStore:
                      "recorded_at": ev.recorded_at, "event_id": new_uuid()}
             body = wire.pack(event)
             stored.append(Stored(event, body))
-            rows.append((position, ev.context, ev.stream_id, ev.version, ev.type,
-                         ev.recorded_at, event["event_id"], body))
+            rows.append((position, ev.context, ev.stream_id, ev.version, body))
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -173,13 +210,45 @@ class EventStore:
 
     def _write(self, rows: list[tuple], batch: Commit) -> None:
         db = self._db
-        db.executemany(f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        db.executemany(f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)", rows)
+        named, by_router = [], {}
+        for cid, result, pos in batch.commands:
+            boot_seq = _router_id(cid)
+            if boot_seq is None:
+                named.append((cid, wire.pack(result), pos))
+            else:
+                by_router.setdefault(boot_seq[0], []).append([boot_seq[1], result, pos])
         db.executemany("INSERT INTO commands (command_id, result, position) VALUES (?, ?, ?)",
-                       [(cid, wire.pack(result), pos) for cid, result, pos in batch.commands])
+                       named)
+        db.executemany("INSERT INTO batches (boot, seq_from, seq_to, results) "
+                       "VALUES (?, ?, ?, ?)",
+                       [(boot, min(r[0] for r in rows), max(r[0] for r in rows), wire.pack(rows))
+                        for boot, rows in by_router.items()])
         db.executemany("DELETE FROM uniques WHERE context = ? AND kind = ? AND value = ?",
                        batch.releases)
         db.executemany("INSERT OR REPLACE INTO uniques (context, kind, value, stream_id) "
                        "VALUES (?, ?, ?, ?)", batch.claims)
+
+
+def _router_id(command_id: str) -> tuple[str, int] | None:
+    """(boot, seq) of an id the router made (`n:<boot>:<seq>`), else None."""
+    if not command_id.startswith("n:"):
+        return None
+    boot, _, seq = command_id[2:].rpartition(":")
+    return (boot, int(seq)) if boot and seq.isdigit() else None
+
+
+def _split_ids(command_ids: list[str]) -> tuple[list[str], dict[str, dict[int, str]]]:
+    """Client-named ids, and router-made ids as {boot: {seq: id}}."""
+    named: list[str] = []
+    by_router: dict[str, dict[int, str]] = {}
+    for cid in command_ids:
+        boot_seq = _router_id(cid)
+        if boot_seq is None:
+            named.append(cid)
+        else:
+            by_router.setdefault(boot_seq[0], {})[boot_seq[1]] = cid
+    return named, by_router
 
 
 def all_events(store: EventStore, chunk: int = 10_000) -> Iterable[dict]:
