@@ -1,7 +1,7 @@
 """The `directory` context's projection and queries (bus dialect)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from read_side.params import text
 from read_side.streams import StreamTable
@@ -10,17 +10,24 @@ from read_side.views import list_users, user_view
 CONTEXT = "directory"
 
 
-def evolve(state: dict | None, type_: str, data: dict) -> dict | None:
+class User(NamedTuple):
+    """A user's current state: a tuple, a third the size of a dict."""
+    name: str
+    email: str
+    active: bool
+
+
+def evolve(state: User | None, type_: str, data: dict) -> User | None:
     if type_ == "UserCreated":
-        return {"name": data["name"], "email": data["email"], "active": True}
+        return User(data["name"], data["email"], True)
     if state is None:
         return None
     if type_ == "UserRenamed":
-        return {**state, "name": data["name"]}
+        return state._replace(name=data["name"])
     if type_ == "UserEmailChanged":
-        return {**state, "email": data["email"]}
+        return state._replace(email=data["email"])
     if type_ == "UserDeactivated":
-        return {**state, "active": False}
+        return state._replace(active=False)
     return state
 
 
@@ -36,10 +43,10 @@ class Projection:
         before = self.users.state(sid)
         self.users.apply(event)
         after = self.users.state(sid)
-        if before and (after is None or before["email"].lower() != after["email"].lower()):
-            self.by_email.pop(before["email"].lower(), None)
+        if before and (after is None or before.email.lower() != after.email.lower()):
+            self.by_email.pop(before.email.lower(), None)
         if after:
-            self.by_email[after["email"].lower()] = sid
+            self.by_email[after.email.lower()] = sid
 
     def get_user(self, params: dict, at: int | None) -> Any:
         user_id = text(params, "user_id")
@@ -54,6 +61,6 @@ class Projection:
             sid = self.by_email.get(wanted)
             return sid and user_view(sid, self.users.state(sid))
         for sid, state in self.users.states(at):  # a past state: no index for it, scan
-            if state["email"].lower() == wanted and state["active"]:
+            if state.email.lower() == wanted and state.active:
                 return user_view(sid, state)
         return None

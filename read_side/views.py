@@ -7,10 +7,11 @@ from read_side.params import page_of, paging
 from read_side.streams import StreamTable
 
 
-def user_view(user_id: str, state: dict | None) -> dict | None:
-    if state is None or not state["active"]:
+def user_view(user_id: str, state: Any) -> dict | None:
+    """`state` is any context's user state with `name` and `active`."""
+    if state is None or not state.active:
         return None
-    return {"id": user_id, "name": state["name"]}
+    return {"id": user_id, "name": state.name}
 
 
 def list_users(users: StreamTable, params: dict, at: int | None) -> Any:

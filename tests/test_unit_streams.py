@@ -1,5 +1,5 @@
 """Per-stream histories: current state, state as of a position, state as of a time."""
-from read_side.accounts import evolve
+from read_side.accounts import Account, evolve
 from read_side.streams import StreamTable
 
 
@@ -19,9 +19,9 @@ def table():
 
 def test_current_state_and_state_as_of_a_position():
     t = table()
-    assert t.state("u") == {"name": "John Doe", "active": False}
-    assert t.state("u", at=3) == {"name": "John Doe", "active": True}
-    assert t.state("u", at=2) == {"name": "John", "active": True}
+    assert t.state("u") == Account(name="John Doe", active=False)
+    assert t.state("u", at=3) == Account(name="John Doe", active=True)
+    assert t.state("u", at=2) == Account(name="John", active=True)
     assert t.state("v", at=1) is None
     assert t.state("nobody") is None
 
@@ -29,10 +29,10 @@ def test_current_state_and_state_as_of_a_position():
 def test_state_at_time_bisects_on_recorded_at():
     t = table()
     assert t.state_at_time("u", "2023-12-31T23:59:59.999999Z") is None
-    assert t.state_at_time("u", "2024-01-10T00:00:00.000000Z")["name"] == "John Doe"
-    assert t.state_at_time("u", "2024-01-09T23:59:59.999999Z")["name"] == "John"
-    assert t.state_at_time("u", "2030-01-01T00:00:00.000000Z")["active"] is False
-    assert t.state_at_time("u", "2030-01-01T00:00:00.000000Z", at=3)["active"] is True
+    assert t.state_at_time("u", "2024-01-10T00:00:00.000000Z").name == "John Doe"
+    assert t.state_at_time("u", "2024-01-09T23:59:59.999999Z").name == "John"
+    assert t.state_at_time("u", "2030-01-01T00:00:00.000000Z").active is False
+    assert t.state_at_time("u", "2030-01-01T00:00:00.000000Z", at=3).active is True
 
 
 def test_states_in_creation_order_as_of_a_position():
