@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 
 from tests.nodeproc import run_lines
 
@@ -20,6 +21,23 @@ def test_corrupt_store_refuses_to_start_and_keeps_the_file(tmp_path):
                    ': file is not a database"}']
     assert "file is not a database" in err
     assert store.read_bytes() == b"this is not a database" * 100  # never overwritten
+
+
+def test_store_of_another_format_is_refused_and_kept(tmp_path):
+    store = tmp_path / "events.sqlite3"
+    db = sqlite3.connect(store)
+    db.execute("CREATE TABLE events (position INTEGER PRIMARY KEY, type TEXT)")
+    db.execute("INSERT INTO events VALUES (1, 'UserCreated')")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    out, status, err = run_lines([CREATE], "--data-dir", str(tmp_path))
+    assert status == 1
+    assert len(out) == 1 and '"code": 11' in out[0] and "has format 1" in out[0]
+    assert "has format 1, this node reads format" in err
+    db = sqlite3.connect(store)
+    assert db.execute("SELECT * FROM events").fetchall() == [(1, "UserCreated")]
+    db.close()
 
 
 def test_data_folder_that_cannot_be_made(tmp_path):
