@@ -13,8 +13,8 @@ Router <-> back-ends (the router binds ROUTER sockets, back-ends connect DEALERs
 
   A command result is {"success": true, "events": [...]} or
   {"success": false, "errors": [...]}; any result may instead be
-  {"error": [code, text]} (a Maelstrom error). A query result is {"data": X}
-  or {"error": [code, text]}. `position` is the store head right after that
+  {"error": [code, text]} (a Maelstrom error). A query result is
+  {"json": "<its data as JSON text, as json.dumps writes it>"} or {"error": [code, text]}. `position` is the store head right after that
   command; `at_position` asks the read side for the state as of that position.
 
 Event stream (write side binds PUB; see PROTOCOL.md section 8)

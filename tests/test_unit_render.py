@@ -20,9 +20,24 @@ def test_command_failure_and_error_forms():
         "type", "in_reply_to", "code", "text"]
 
 
+def answer(data):
+    """A read side's result for `data`: its JSON text."""
+    return {"json": render.dumps(data)}
+
+
 def test_query_result_and_null():
-    assert render.line(render.query_result(4, {"data": None})) == (
+    assert render.line(render.query_result(4, answer(None))) == (
         b'{"type": "query_result", "in_reply_to": 4, "data": null}\n')
+
+
+@pytest.mark.parametrize("msg_id", [7, "m-7", None, {"a": [1]}, 2.5])
+@pytest.mark.parametrize("envelope", [False, True])
+def test_a_spliced_query_reply_is_the_line_json_dumps_would_write(msg_id, envelope):
+    data = {"id": "u1", "name": "Zoë \"q\"", "list": [1, None, True]}
+    body = {"type": "query_result", "in_reply_to": msg_id, "data": data}
+    want = {"src": "n1", "dest": "c1", "body": body} if envelope else body
+    got = render.line(render.query_result(msg_id, answer(data)), envelope, src="c1", dest="n1")
+    assert got == (json.dumps(want) + "\n").encode()
 
 
 def test_envelope_swaps_src_and_dest():
@@ -31,7 +46,7 @@ def test_envelope_swaps_src_and_dest():
 
 
 def test_non_ascii_is_escaped():
-    assert render.line(render.query_result(1, {"data": "Zoë"})).endswith(b'"Zo\\u00eb"}\n')
+    assert render.line(render.query_result(1, answer("Zoë"))).endswith(b'"Zo\\u00eb"}\n')
 
 
 def test_spliced_map_unpacks_like_a_packed_one():
