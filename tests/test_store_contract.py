@@ -130,3 +130,15 @@ def test_a_full_store_refuses_the_batch_and_keeps_what_it_had(tmp_path):
     assert s.head == 1
     assert [e["stream_id"] for e in s.read_after(0, 10)] == ["a"]
     s.close()
+
+
+def test_load_streams_returns_each_streams_events_in_order(store):
+    commit(store, ev("a", 1), ev("b", 1), ev("a", 2, "UserRenamed"),
+           ev("a", 1, context="directory"))
+    commit(store, *[ev(f"s{i}", 1) for i in range(600)])  # more than one query's worth
+    asked = ["a", "b", "nobody"] + [f"s{i}" for i in range(600)]
+    found = store.load_streams("accounts", asked)
+    assert set(found) == set(asked) - {"nobody"}
+    assert [(e["version"], e["type"]) for e in found["a"]] == [(1, "UserCreated"),
+                                                              (2, "UserRenamed")]
+    assert found["a"] == store.load_stream("accounts", "a")

@@ -118,3 +118,19 @@ def test_the_aggregate_cache_is_bounded_and_evicted_streams_come_back_from_the_s
     outcomes, _ = decider.run([acc(30 + i, "RenameUser", {"id": f"u{i}", "name": "D"},
                                    expected=3) for i in range(10)])
     assert [o[1]["success"] for o in outcomes] == [True] * 10
+
+
+def test_a_batch_loads_the_streams_it_names_in_one_go(decider, monkeypatch):
+    decider.run([acc(i, "CreateUser", {"id": f"u{i}", "name": "A"}) for i in range(5)])
+    decider.cache.clear()  # as after a restart: every stream must come from the store
+
+    def one_by_one(*_):
+        raise AssertionError("a stream was loaded on its own")
+
+    monkeypatch.setattr(decider.store, "load_stream", one_by_one)
+    outcomes, stored = decider.run(
+        [acc(10 + i, "RenameUser", {"id": f"u{i}", "name": "B"}, expected=1) for i in range(5)]
+        + [acc(20, "CreateUser", {"id": "new", "name": "N"}),
+           acc(21, "CreateUser", {"id": "u0", "name": "A"})])  # an idempotent repeat
+    assert [o[1]["success"] for o in outcomes] == [True] * 7
+    assert [e.event["stream_id"] for e in stored] == ["u0", "u1", "u2", "u3", "u4", "new"]

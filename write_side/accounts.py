@@ -87,6 +87,12 @@ def _existing(scope: Scope, payload: dict, expected: int | None) -> Account:
     return account
 
 
+def stream_ids(name: str, args: object) -> list[str]:
+    """The existing streams a command names (the batch loads them all at once)."""
+    stream_id = args.get("id") if isinstance(args, dict) else None
+    return [stream_id] if isinstance(stream_id, str) and stream_id else []
+
+
 AGGREGATE = Account
 COMMANDS = {"CreateUser": create_user, "RenameUser": rename_user, "DeleteUser": delete_user}
 SAMPLE = [

@@ -100,11 +100,22 @@ class Batch:
         key = (context, stream_id)
         agg = self._touched.get(key) or self._cache.get(key)
         if agg is None:
-            agg = factory(stream_id)
-            for ev in self._store.load_stream(context, stream_id):
-                agg.apply(ev["type"], ev["data"], ev["recorded_at"])
+            agg = _fold(factory(stream_id), self._store.load_stream(context, stream_id))
         self._remember(key, agg)
         return agg
+
+    def prefetch(self, context: str, stream_ids: list[str],
+                 factory: Callable[[str], Aggregate]) -> None:
+        """Load in one go the streams that later commands of the batch will name: a
+        query per batch instead of one per command (most of them for new streams)."""
+        missing = list({sid for sid in stream_ids
+                        if (context, sid) not in self._touched
+                        and self._cache.get((context, sid)) is None})
+        if not missing:
+            return
+        found = self._store.load_streams(context, missing)
+        for sid in missing:
+            self._remember((context, sid), _fold(factory(sid), found.get(sid, ())))
 
     def new(self, context: str, stream_id: str, factory: Callable[[str], Aggregate]) -> Aggregate:
         agg = factory(stream_id)
@@ -154,6 +165,12 @@ class Batch:
 
     def commit(self) -> list[Stored]:
         return self._store.commit(self._commit)
+
+
+def _fold(agg: Aggregate, events) -> Aggregate:
+    for ev in events:
+        agg.apply(ev["type"], ev["data"], ev["recorded_at"])
+    return agg
 
 
 __all__ = ["Batch", "Scope", "Rejected", "Unstorable"]

@@ -36,6 +36,7 @@ class Decider:
         self.last_time = batch.recorded_at
         outcomes: list[list] = []
         seen = self.store.find_commands([r[4] for r in requests])
+        self._prefetch(batch, requests)
         for seq, context, name, args, command_id, expected in requests:
             known = seen.get(command_id)
             if known is not None:
@@ -54,6 +55,18 @@ class Decider:
             log.error("batch of %d commands not stored: %s", len(requests), exc)
             failure = {"error": [11, f"temporarily unavailable: event store: {exc}"]}
             return [[o[0], failure, self.store.head] for o in outcomes], []
+
+    def _prefetch(self, batch: Batch, requests: list[list]) -> None:
+        """Load at once every existing stream the batch's commands name (a context says
+        which through its optional `stream_ids(name, args)`)."""
+        named: dict[str, list[str]] = {}
+        for _, context, name, args, _, _ in requests:
+            module = self.contexts.get(context)
+            pick = getattr(module, "stream_ids", None)
+            if pick is not None:
+                named.setdefault(context, []).extend(pick(name, args))
+        for context, stream_ids in named.items():
+            batch.prefetch(context, stream_ids, self.contexts[context].AGGREGATE)
 
     def _decide(self, batch: Batch, context: str, name: str, args: Any,
                 expected: int | None) -> dict:

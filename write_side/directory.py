@@ -124,6 +124,12 @@ def deactivate_user(scope: Scope, args: dict, expected: int | None) -> list[dict
     return [{"type": "UserDeactivated", "payload": {"id": user.id}}]
 
 
+def stream_ids(name: str, args: object) -> list[str]:
+    """The existing streams a command names (the batch loads them all at once)."""
+    stream_id = args.get("id") if isinstance(args, dict) else None
+    return [stream_id] if isinstance(stream_id, str) and stream_id else []
+
+
 AGGREGATE = User
 COMMANDS = {
     "CreateUser": create_user,
