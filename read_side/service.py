@@ -1,7 +1,6 @@
 """The read side's loop: apply events gap-free, answer queries once caught up to their position."""
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import time
@@ -15,6 +14,7 @@ from common.log import setup
 from common.security import Curve
 from common.stopping import StopSignal
 from common.subscription import Subscription
+from common.tuning import collect_garbage_rarely
 from read_side.contexts import load_all
 from read_side.params import BadParams
 
@@ -133,7 +133,5 @@ class ReadSide:
 
 
 def main(cfg: Config) -> None:
-    # Projections are millions of long-lived objects without cycles: collecting young
-    # objects less often saves a large share of replay time.
-    gc.set_threshold(50_000, 20, 100)
+    collect_garbage_rarely()
     ReadSide(cfg).run()

@@ -8,6 +8,7 @@ import sys
 
 from common import config, runtime, wire
 from common.log import setup
+from common.tuning import collect_garbage_rarely
 from common.stopping import StopSignal
 from router.core import Router
 from router.ports import StdinPort
@@ -33,6 +34,7 @@ def _fill_endpoints(cfg: config.Config, runtime: str) -> None:
 def launch(argv: list[str] | None = None) -> int:
     cfg = config.parse(argv, description=DESCRIPTION)
     log = setup("node")
+    collect_garbage_rarely()
     if cfg.data_dir:
         cfg.data_dir = os.path.abspath(cfg.data_dir)
         problem = _unusable_folder(cfg.data_dir)

@@ -7,6 +7,7 @@ from common import config, wire
 from common.log import setup
 from common.security import Curve
 from common.stopping import StopSignal
+from common.tuning import collect_garbage_rarely
 from router.core import Router
 from router.ports import ClientPort
 
@@ -14,6 +15,7 @@ from router.ports import ClientPort
 def main(argv: Sequence[str] | None = None) -> int:
     cfg = config.with_service_defaults(config.parse(argv, description=__doc__))
     log = setup("router")
+    collect_garbage_rarely()
     ctx = wire.context()
     secure = Curve(ctx)
     clients = ClientPort(ctx, cfg.client_endpoint, cfg.max_line, cfg.envelope, secure)
