@@ -22,7 +22,7 @@ _MSG_ID = re.compile(rb'"msg_id"\s*:\s*(-?\d{1,18})\b')
 MAX_COMMAND_ID = 128
 
 
-@dataclass
+@dataclass(slots=True)
 class Parsed:
     """One request line, understood.
 

@@ -16,7 +16,7 @@ from router.order import OrderBuffer
 from router.parse import Parsed
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Pending:
     """A request handed to a back-end, waiting for its answer."""
     seq: int            # router-wide: names the request on the wire
