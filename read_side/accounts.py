@@ -12,7 +12,8 @@ CONTEXT = "accounts"
 
 
 class Account(NamedTuple):
-    """A user's current state: a tuple, a third the size of a dict."""
+    """A user's current state: a tuple, a third the size of a dict. (Built with the
+    constructor, not _replace, which is several times slower.)"""
     name: str
     active: bool
 
@@ -23,9 +24,9 @@ def evolve(state: Account | None, type_: str, data: dict) -> Account | None:
     if state is None:
         return None
     if type_ == "UserRenamed":
-        return state._replace(name=data["name"])
+        return Account(data["name"], state.active)
     if type_ == "UserDeleted":
-        return state._replace(active=False)
+        return Account(state.name, False)
     return state
 
 

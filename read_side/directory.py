@@ -11,7 +11,8 @@ CONTEXT = "directory"
 
 
 class User(NamedTuple):
-    """A user's current state: a tuple, a third the size of a dict."""
+    """A user's current state: a tuple, a third the size of a dict. (Built with the
+    constructor, not _replace, which is several times slower.)"""
     name: str
     email: str
     active: bool
@@ -23,11 +24,11 @@ def evolve(state: User | None, type_: str, data: dict) -> User | None:
     if state is None:
         return None
     if type_ == "UserRenamed":
-        return state._replace(name=data["name"])
+        return User(data["name"], state.email, state.active)
     if type_ == "UserEmailChanged":
-        return state._replace(email=data["email"])
+        return User(state.name, data["email"], state.active)
     if type_ == "UserDeactivated":
-        return state._replace(active=False)
+        return User(state.name, state.email, False)
     return state
 
 
