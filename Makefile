@@ -29,8 +29,16 @@ test: install
 conformance: install
 	$(PY) ../shared/conformance/run.py --node '$(PY) run_node.py'
 
-bench: install
-	$(PY) -m bench
+# make bench: main against the in-memory baseline; writes BENCHMARKS.md and bench/results.png
+# (ARGS=--quick for a smoke run of about a minute). matplotlib, for the plot, is optional.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]' || echo "no matplotlib: make bench draws no plot"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PY) -m bench --markdown BENCHMARKS.md $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
