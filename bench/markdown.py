@@ -22,8 +22,9 @@ WHAT = {  # what each workload measures, one line each
               "seen every 0.1 s",
     "replicas": "pipelined envelope GetUser with --read-replicas 1, 2, 3",
     "replay": "restart on a store of N events: 'restart' to right answers about the "
-              "last events, 'speed' = N / (restart - empty-store start-up), the read "
-              "side's catch-up rate",
+              "last events, on the folder as the node left it (its snapshots included); "
+              "'rebuild' the same on the event store alone (a full replay); 'speed' = N / "
+              "(rebuild - empty-store start-up), the read side's catch-up rate",
 }
 
 

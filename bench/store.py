@@ -56,10 +56,12 @@ def replay_store(spec: NodeSpec, events: int) -> Store:
     return _built[key]
 
 
-def copy_store(store: Store) -> str:
-    """A fresh copy of the store's folder, so every run replays the same untouched data."""
+def copy_store(store: Store, snapshots: bool = True) -> str:
+    """A fresh copy of the store's folder, so every run replays the same untouched data;
+    without the node's snapshot files (any name with "snapshot") if snapshots is False."""
     folder = tempfile.mkdtemp(prefix="bench-replay-")
-    shutil.copytree(store.folder, folder, dirs_exist_ok=True)
+    ignore = None if snapshots else shutil.ignore_patterns("*snapshot*")
+    shutil.copytree(store.folder, folder, dirs_exist_ok=True, ignore=ignore)
     return folder
 
 

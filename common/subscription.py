@@ -111,15 +111,27 @@ class Subscription:
             if done:
                 return True
 
+    def event_at(self, position: int, timeout: float = 2.0) -> tuple[bool, dict | None]:
+        """(answered, the stored event at `position` or None if the store has none)."""
+        req = self._send_request(position - 1, limit=1)
+        reply = self._wait_reply(req, timeout)
+        if reply is None:
+            return False, None
+        events = reply["events"]
+        return True, (events[0] if events and events[0]["position"] == position else None)
+
     def head_only(self, timeout: float = 2.0) -> int | None:
         """The write side's head, asked without replaying anything."""
         req = self._send_request(1 << 62)
         reply = self._wait_reply(req, timeout)
         return None if reply is None else reply["head"]
 
-    def _send_request(self, after: int) -> int:
+    def _send_request(self, after: int, limit: int | None = None) -> int:
         req = next(self._req)
-        self._catchup.send(wire.pack({"after": after, "req": req}))
+        request = {"after": after, "req": req}
+        if limit is not None:
+            request["limit"] = limit
+        self._catchup.send(wire.pack(request))
         return req
 
     def _wait_reply(self, req: int, timeout: float) -> dict | None:

@@ -17,10 +17,15 @@ from common.subscription import Subscription
 from common.tuning import collect_garbage_rarely
 from read_side.contexts import load_all
 from read_side.params import BadParams
+from read_side.snapshot import Snapshots
 
 STATUS_EVERY = 0.5
 MAX_BATCH = 8192  # queries taken per round, so status keeps flowing under a flood
 NUDGE_AFTER = 0.1  # a query waiting this long for its position triggers a catch-up
+# A snapshot is written once the state has grown by a quarter since the last one (at
+# least SNAPSHOT_MIN events): its cost grows with the state, so this keeps it a small
+# share of the work, and a restart replays at most a fifth of the store.
+SNAPSHOT_MIN = int(os.environ.get("CQRS_SNAPSHOT_MIN", "50000") or 50_000)
 
 
 class ReadSide:
@@ -37,6 +42,9 @@ class ReadSide:
         self.router.connect(cfg.read_endpoint)
         self.ready = False
         self.served = 0
+        self.last_event_id = ""
+        self.snapshots = Snapshots(cfg.data_dir) if cfg.data_dir else None
+        self.snapshot_position = 0
         self.waiting: list[tuple[float, list]] = []  # (since, query) held for their position
         self.stop = StopSignal()
         self.router.send_multipart(wire.message(wire.HELLO, self._status()))
@@ -45,6 +53,38 @@ class ReadSide:
         projection = self.projections.get(event["context"])
         if projection is not None:
             projection.apply(event)
+        self.last_event_id = event["event_id"]
+
+    def _take_up_snapshot(self) -> None:
+        snap = self.snapshots.load()
+        if snap is None:
+            return
+        answered, event = False, None
+        while not answered:
+            if self.stop.requested:
+                return
+            answered, event = self.sub.event_at(snap.position, timeout=1.0)
+        if event is None or event["event_id"] != snap.event_id:
+            self.log.warning("snapshot at position %d does not match the store; rebuilding "
+                             "from the start", snap.position)
+            return
+        self.projections = snap.projections
+        self.sub.position = self.sub.head = self.snapshot_position = snap.position
+        self.last_event_id = snap.event_id
+        self.log.info("took up the snapshot at position %d", snap.position)
+
+    def _snapshot_if_due(self) -> None:
+        """Write a snapshot in the background once the state has grown enough."""
+        grown = self.sub.position - self.snapshot_position
+        if grown < max(SNAPSHOT_MIN, self.snapshot_position // 4) or self.snapshots.busy():
+            return
+        on_disk = self.snapshots.position_on_disk()  # maybe another replica's, newer
+        if on_disk > self.snapshot_position:
+            self.snapshot_position = on_disk
+            return
+        if self.snapshots.save_in_background(self.sub.position, self.last_event_id,
+                                             self.projections):
+            self.snapshot_position = self.sub.position
 
     def _status(self) -> dict:
         return {"role": "read", "pid": os.getpid(), "ready": self.ready,
@@ -52,7 +92,11 @@ class ReadSide:
                 "counters": {**self.sub.counters, "queries": self.served}}
 
     def start(self) -> None:
-        """Subscribe first (done), then replay the store; ready only once caught up."""
+        """Subscribe first (done), take up a snapshot if the store still matches it, then
+        replay the rest of the store; ready only once caught up."""
+        if self.snapshots is not None:
+            self.snapshots.remove_orphans()
+            self._take_up_snapshot()
         while not self.sub.catch_up(timeout=1.0):
             if self.stop.requested:
                 return
@@ -77,6 +121,8 @@ class ReadSide:
             if self.waiting and now - self.waiting[0][0] > NUDGE_AFTER:
                 self.sub.catch_up()
             self._answer_waiting(now)
+            if self.snapshots is not None and self.ready:
+                self._snapshot_if_due()
             if now >= next_status:
                 self.router.send_multipart(wire.message(wire.STATUS, self._status()))
                 next_status = now + STATUS_EVERY
@@ -126,6 +172,8 @@ class ReadSide:
             return {"error": [13, f"crash: internal error in {name}"]}
 
     def close(self) -> None:
+        if self.snapshots is not None:
+            self.snapshots.stop()
         self.sub.close()
         self.router.close()
         self.secure.close()

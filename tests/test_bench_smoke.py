@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -312,3 +313,18 @@ def test_a_missing_program_leaves_no_data_folder(tmp_path):
     with pytest.raises(OSError):
         NodeProcess(spec, data_dir=str(folder))
     assert not folder.exists()
+
+
+def test_a_copy_without_snapshots_keeps_only_the_rest(tmp_path):
+    folder = tmp_path / "built"
+    folder.mkdir()
+    for name in ("events.sqlite3", "read-side.snapshot", "read-side.snapshot.lock"):
+        (folder / name).write_bytes(b"x")
+    built = store.Store(str(folder), 1, ("a", "A"), ("b", "B"))
+    with_all, without = store.copy_store(built), store.copy_store(built, snapshots=False)
+    try:
+        assert sorted(os.listdir(with_all)) == sorted(os.listdir(folder))
+        assert os.listdir(without) == ["events.sqlite3"]
+    finally:
+        shutil.rmtree(with_all)
+        shutil.rmtree(without)

@@ -1,0 +1,93 @@
+"""Read-side snapshots end to end: a restart takes one up and answers exactly as before;
+a snapshot that does not belong to the store is refused."""
+from __future__ import annotations
+
+import os
+
+from read_side.snapshot import FILE
+from tests.nodeproc import alive, wait_until
+
+ENV = {"CQRS_SNAPSHOT_MIN": "20"}
+
+
+def create(msg_id, user_id, name):
+    return {"type": "command", "msg_id": msg_id,
+            "command": {"type": "CreateUser", "payload": {"id": user_id, "name": name}}}
+
+
+def rename(msg_id, user_id, name):
+    return {"type": "command", "msg_id": msg_id,
+            "command": {"type": "RenameUser", "payload": {"id": user_id, "name": name}}}
+
+
+def query(msg_id, name, **params):
+    return {"type": "query", "msg_id": msg_id, "query": {"type": name, "params": params}}
+
+
+QUESTIONS = [query(1, "GetUser", userId="u7"), query(2, "GetUserHistory", userId="u7"),
+             query(3, "GetUserAtTime", userId="user-123", timestamp="2024-01-15T00:00:00Z"),
+             query(4, "ListUsers", page=1, limit=100),
+             {"type": "GetUser", "msg_id": 5, "params": {"user_id": "user-123"}}]
+
+
+def answers(node):
+    return [node.request(q) for q in QUESTIONS]
+
+
+def fill(node, first, count):
+    node.send(*[create(first + i, f"u{first + i}", f"User {first + i}") for i in range(count)])
+    node.send(*[rename(1000 + first + i, f"u{first + i}", f"Renamed {first + i}")
+                for i in range(count)])
+    replies = [node.read(timeout=30) for _ in range(2 * count)]
+    assert all(r.get("success") for r in replies), replies[:3]
+
+
+def test_restart_takes_up_the_snapshot_and_answers_the_same(node_factory, tmp_path):
+    data = str(tmp_path / "data")
+    node = node_factory("--data-dir", data, env=ENV)
+    fill(node, 1, 30)
+    assert wait_until(lambda: os.path.exists(os.path.join(data, FILE)), timeout=30)
+    fill(node, 100, 5)  # events after the snapshot: replayed from the store at restart
+    before = answers(node)
+    node.close_stdin()
+    assert node.wait(30) == 0
+    assert [pid for pid in node.children_seen if alive(pid)] == []
+
+    again = node_factory("--data-dir", data, env=ENV)
+    assert answers(again) == before
+    assert "took up the snapshot at position" in again.stderr()
+
+
+def test_a_snapshot_of_another_store_is_refused(node_factory, tmp_path):
+    data = str(tmp_path / "data")
+    node = node_factory("--data-dir", data, env=ENV)
+    fill(node, 1, 30)
+    assert wait_until(lambda: os.path.exists(os.path.join(data, FILE)), timeout=30)
+    node.close_stdin()
+    assert node.wait(30) == 0
+    os.unlink(os.path.join(data, "events.sqlite3"))  # a new, empty store, same folder
+    for extra in ("-wal", "-shm"):
+        if os.path.exists(os.path.join(data, "events.sqlite3" + extra)):
+            os.unlink(os.path.join(data, "events.sqlite3" + extra))
+
+    fresh = node_factory("--data-dir", data, env=ENV)
+    listed = fresh.request(query(1, "ListUsers", page=1, limit=100))
+    assert listed["data"] == [{"id": "user-123", "name": "John"}]  # sample data only
+    assert "does not match the store" in fresh.stderr()
+
+
+def test_a_damaged_snapshot_means_a_full_replay(node_factory, tmp_path):
+    data = str(tmp_path / "data")
+    node = node_factory("--data-dir", data, env=ENV)
+    fill(node, 1, 30)
+    assert wait_until(lambda: os.path.exists(os.path.join(data, FILE)), timeout=30)
+    before = answers(node)
+    node.close_stdin()
+    assert node.wait(30) == 0
+    with open(os.path.join(data, FILE), "r+b") as f:
+        f.seek(40)
+        f.write(b"\xff" * 64)
+
+    again = node_factory("--data-dir", data, env=ENV)
+    assert answers(again) == before
+    assert "cannot be read" in again.stderr()
