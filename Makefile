@@ -5,6 +5,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# A plain path entry for the editable install: the default import hook costs every
+# process of the node about 25 ms of start-up (setuptools warns that this mode is
+# deprecated; without the setting, everything still works, only slower to start).
+EDITABLE := --config-settings editable_mode=compat
 
 .PHONY: install run serve test bench conformance clean
 
@@ -13,7 +17,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test]' $(EDITABLE)
 	touch $(STAMP)
 
 run: install
@@ -34,7 +38,7 @@ conformance: install
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[test,bench]' || echo "no matplotlib: make bench draws no plot"
+	$(PY) -m pip install --quiet -e '.[test,bench]' $(EDITABLE) || echo "no matplotlib: make bench draws no plot"
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)

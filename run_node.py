@@ -16,10 +16,10 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 
 def _ensure_dependencies() -> None:
     """Re-run under the project's .venv when this interpreter lacks pyzmq or msgpack."""
-    try:
-        import msgpack  # noqa: F401
-        import zmq  # noqa: F401
-    except ImportError:
+    from importlib.util import find_spec
+
+    # Looked up, not imported: loading pyzmq waits until the children are started.
+    if find_spec("zmq") is None or find_spec("msgpack") is None:
         venv_python = os.path.join(ROOT, ".venv", "bin", "python")
         if os.path.exists(venv_python) and not os.environ.get("CQRS_REEXEC"):
             os.environ["CQRS_REEXEC"] = "1"

@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="also write every run's values as JSON")
     p.add_argument("--markdown", metavar="FILE",
                    help="also write the results as a Markdown page (e.g. BENCHMARKS.md)")
+    p.add_argument("--append", metavar="FILE", action="append", default=[],
+                   help="add this Markdown file's text after the results (repeatable; "
+                        "e.g. a hand-written analysis kept beside the harness)")
     p.add_argument("--plot", metavar="FILE", default=DEFAULT_PLOT,
                    help="PNG of all metrics (default bench/results.png; needs matplotlib, the "
                         "'bench' extra)")
@@ -105,7 +108,7 @@ def _write_outputs(args: argparse.Namespace, argv: list[str] | None, series: lis
             print("no plot: matplotlib is not installed (pip install -e '.[bench]')")
     if args.markdown:
         markdown.write(args.markdown, series, specs, sizes, args.runs, _command(argv),
-                       args.quick, drawn)
+                       args.quick, drawn, appendices=args.append)
         print(f"results written to {args.markdown}")
 
 

@@ -93,9 +93,15 @@ def render(series: list[Series], specs: list[NodeSpec], sizes: Sizes, runs: int,
 
 
 def write(path: str, series: list[Series], specs: list[NodeSpec], sizes: Sizes, runs: int,
-          command: str, quick: bool = False, plot: str | None = None) -> None:
-    """Write the page to path; a plot path is linked relative to the page."""
+          command: str, quick: bool = False, plot: str | None = None,
+          appendices: list[str] = ()) -> None:
+    """Write the page to path, then each appendix file's text; a plot path is linked
+    relative to the page."""
     if plot:
         plot = os.path.relpath(plot, os.path.dirname(os.path.abspath(path)))
+    page = render(series, specs, sizes, runs, command, quick, plot)
+    for appendix in appendices:
+        with open(appendix) as f:
+            page += "\n" + f.read().rstrip() + "\n"
     with open(path, "w") as f:
-        f.write(render(series, specs, sizes, runs, command, quick, plot))
+        f.write(page)

@@ -20,9 +20,9 @@ import os
 from typing import Mapping
 
 import zmq
-import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
-from zmq.utils.monitor import recv_monitor_message
+
+# zmq.auth pulls in asyncio (about 40 ms of every process's start-up): it is imported
+# only where CURVE is in use, inside the functions below.
 
 log = logging.getLogger("security")
 _REFUSALS = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -39,7 +39,7 @@ class AllowList:
     def _load(self) -> set[bytes]:
         keys = set()
         for path in glob.glob(os.path.join(self.folder, "*.key")):
-            public, _secret = zmq.auth.load_certificate(path)
+            public, _secret = _auth_module().load_certificate(path)
             keys.add(public)
         return keys
 
@@ -62,7 +62,7 @@ class Curve:
         self.client_key = _pair(env.get("CQRS_CURVE_CLIENT_KEY", ""))
         if self.server_public and not self.client_key[1]:
             raise SystemExit("CQRS_CURVE_SERVER_PUBLIC needs CQRS_CURVE_CLIENT_KEY too")
-        self._auth: ThreadAuthenticator | None = None
+        self._auth = None  # a zmq.auth.thread.ThreadAuthenticator once serving
         self._monitors: list[tuple[zmq.Socket, str]] = []
 
     @property
@@ -86,16 +86,20 @@ class Curve:
             sock.curve_publickey, sock.curve_secretkey = self.client_key
 
     def _start_auth(self) -> None:
+        from zmq.auth.thread import ThreadAuthenticator
         self._auth = ThreadAuthenticator(self.ctx, log=logging.getLogger("zap"))
         self._auth.start()
         if self.allowed:
             self._auth.configure_curve_callback("*", credentials_provider=AllowList(self.allowed))
         else:
             log.warning("CQRS_CURVE_ALLOWED is not set: any peer with a CURVE key may connect")
-            self._auth.configure_curve(domain="*", location=zmq.auth.CURVE_ALLOW_ANY)
+            self._auth.configure_curve(domain="*", location=_auth_module().CURVE_ALLOW_ANY)
 
     def report_refusals(self) -> None:
         """Log every handshake a server socket refused since the last call."""
+        if not self._monitors:
+            return
+        from zmq.utils.monitor import recv_monitor_message
         for monitor, name in self._monitors:
             while True:
                 try:
@@ -116,6 +120,12 @@ def _pair(path: str) -> tuple[bytes | None, bytes | None]:
     if not path:
         return None, None
     try:
-        return zmq.auth.load_certificate(path)
+        return _auth_module().load_certificate(path)
     except (OSError, ValueError) as exc:
         raise SystemExit(f"cannot read CURVE key file {path}: {exc}") from exc
+
+
+def _auth_module():
+    """zmq.auth, imported on first use (see the note at the imports)."""
+    import zmq.auth
+    return zmq.auth

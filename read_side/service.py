@@ -25,7 +25,7 @@ NUDGE_AFTER = 0.1  # a query waiting this long for its position triggers a catch
 # A snapshot is written once the state has grown by a quarter since the last one (at
 # least SNAPSHOT_MIN events): its cost grows with the state, so this keeps it a small
 # share of the work, and a restart replays at most a fifth of the store.
-SNAPSHOT_MIN = int(os.environ.get("CQRS_SNAPSHOT_MIN", "50000") or 50_000)
+SNAPSHOT_MIN = int(os.environ.get("CQRS_SNAPSHOT_MIN", "250000") or 250_000)
 
 
 class ReadSide:

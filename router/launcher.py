@@ -6,12 +6,11 @@ import shutil
 import sys
 
 
-from common import config, runtime, wire
+# Only light modules here: the children are started before this process loads pyzmq
+# (see launch), so that their start-up overlaps with its own.
+from common import config, runtime
 from common.log import setup
 from common.tuning import collect_garbage_rarely
-from common.stopping import StopSignal
-from router.core import Router
-from router.ports import StdinPort
 from router.supervisor import Supervisor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,14 +48,29 @@ def launch(argv: list[str] | None = None) -> int:
     sys.stderr.write(f"events endpoint: {cfg.events_endpoint}\n")
     sys.stderr.flush()
 
-    ctx = wire.context()
-    stdin = StdinPort(0, 1, cfg.max_line, cfg.envelope)
-    router = Router(cfg, ctx, stdin=stdin)  # binds first: the back-ends connect to it
+    # Children first: each needs about a tenth of a second to load its modules, and
+    # they connect to the router's sockets whenever those are bound (ZeroMQ retries).
     supervisor = Supervisor(cwd=ROOT, runtime_dir=cfg.runtime_dir)
     child_args = cfg.to_argv()
     supervisor.start("write side", "write_side", child_args)
     for i in range(max(1, cfg.read_replicas)):
         supervisor.start(f"read side {i + 1}", "read_side", child_args)
+    try:
+        return _serve(cfg, supervisor, own_runtime, log)
+    finally:
+        supervisor.stop()
+
+
+def _serve(cfg: config.Config, supervisor: Supervisor, own_runtime: bool, log) -> int:
+    """Run the router on stdin/stdout until end of input or a signal."""
+    from common import wire
+    from common.stopping import StopSignal
+    from router.core import Router
+    from router.ports import StdinPort
+
+    ctx = wire.context()
+    stdin = StdinPort(0, 1, cfg.max_line, cfg.envelope)
+    router = Router(cfg, ctx, stdin=stdin)
 
     def tick() -> list[int]:
         exited = supervisor.tick()

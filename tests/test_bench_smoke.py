@@ -277,6 +277,17 @@ def test_markdown_has_machine_command_and_table(tmp_path):
     assert "full runs only" in text  # a size-bound target is not judged on quick sizes
 
 
+def test_appendices_follow_the_results_in_order(tmp_path):
+    path, first, second = tmp_path / "BENCH.md", tmp_path / "a.md", tmp_path / "b.md"
+    first.write_text("## Analysis\n\nwhere the time goes\n")
+    second.write_text("## Before and after\n")
+    markdown.write(str(path), SAMPLE_SERIES, [default_spec()], TINY, 3, "cmd",
+                   appendices=[str(first), str(second)])
+    text = path.read_text()
+    assert text.index("## Workloads") < text.index("## Analysis") < text.index("## Before and")
+    assert text.endswith("## Before and after\n")
+
+
 def test_plot_is_written(tmp_path):
     pytest.importorskip("matplotlib")
     from bench import plot
