@@ -42,7 +42,7 @@ $(BENCH_STAMP): $(STAMP)
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
-	$(PY) -m bench --markdown BENCHMARKS.md $(ARGS)
+	$(PY) -m bench --markdown BENCHMARKS.md --append bench/analysis.md $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
