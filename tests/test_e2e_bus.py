@@ -10,20 +10,18 @@ line json.dumps(expected) would write (key order, separators, escapes), as the g
 """
 from __future__ import annotations
 
-import itertools
 import json
 import uuid
-from dataclasses import dataclass
 from typing import Any, Iterator
 
 import pytest
 
+from tests import dialogue
+from tests.dialogue import Reply, assert_error, assert_reply, failed, ok, result
 from tests.nodeproc import Node, run_lines
 
 SAMPLE = {"id": "user-123", "name": "John Doe"}
 SAMPLE_EMAIL = "john.doe@example.com"
-
-_msg_ids = itertools.count(1)  # unique across the module, so a shared node never sees a repeat
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -37,37 +35,8 @@ def new_email(tag: str = "u") -> str:
     return f"{unique(tag)}@example.com"
 
 
-@dataclass
-class Reply:
-    msg_id: int  # the msg_id of the request this line answers
-    line: str
-
-    @property
-    def body(self) -> Any:
-        return json.loads(self.line)
-
-
-class Session:
-    """A node plus fresh msg_ids: send request bodies, read their reply lines in order."""
-
-    def __init__(self, node: Node) -> None:
-        self.node = node
-
-    def sync(self) -> None:
-        """Drop replies an earlier (failed) test left unread: send init, read up to its init_ok."""
-        marker = next(_msg_ids)
-        self.node.send({"type": "init", "msg_id": marker, "node_id": "n1", "node_ids": ["n1"]})
-        while json.loads(self.node.read_line()).get("in_reply_to") != marker:
-            pass
-
-    def pipeline(self, bodies: list[dict]) -> list[Reply]:
-        """Write every request at once, then read one reply line per request."""
-        ids = [next(_msg_ids) for _ in bodies]
-        self.node.send(*({**body, "msg_id": m} for body, m in zip(bodies, ids)))
-        return [Reply(m, self.node.read_line()) for m in ids]
-
-    def call(self, body: dict) -> Reply:
-        return self.pipeline([body])[0]
+class Session(dialogue.Session):
+    """The shared conversation helpers, plus this dialect's own."""
 
     def create_user(self, name: str, email: str, **payload: Any) -> str:
         """CreateUser that must succeed; returns the new id."""
@@ -118,17 +87,6 @@ def list_users(**params: Any) -> dict:
 
 # expected replies (in_reply_to is filled in by assert_reply)
 
-def ok(*events: dict) -> dict:
-    return {"type": "command_result", "in_reply_to": None, "success": True, "events": list(events)}
-
-
-def failed(*errors: str) -> dict:
-    return {"type": "command_result", "in_reply_to": None, "success": False, "errors": list(errors)}
-
-
-def result(data: Any) -> dict:
-    return {"type": "query_result", "in_reply_to": None, "data": data}
-
 
 def user(uid: str, name: str) -> dict:
     return {"id": uid, "name": name}
@@ -148,22 +106,6 @@ def email_changed(uid: str) -> dict:
 
 def user_deactivated(uid: str) -> dict:
     return {"type": "UserDeactivated", "payload": {"id": uid}}
-
-
-def assert_reply(reply: Reply, expected: dict) -> None:
-    """The reply line is exactly json.dumps(expected) with in_reply_to = the request's msg_id."""
-    expected = {**expected, "in_reply_to": reply.msg_id}  # keeps the key's position
-    assert reply.body == expected
-    assert reply.line == json.dumps(expected)
-
-
-def assert_error(reply: Reply, code: int) -> None:
-    """Section 6: {"type": "error", "in_reply_to": N, "code": C, "text": "..."}; the text is free."""
-    body = reply.body
-    assert list(body) == ["type", "in_reply_to", "code", "text"], reply.line
-    assert (body["type"], body["in_reply_to"], body["code"]) == ("error", reply.msg_id, code)
-    assert isinstance(body["text"], str) and body["text"]
-    assert reply.line == json.dumps(body)
 
 
 def created_id(reply: Reply) -> str:
