@@ -38,8 +38,13 @@ def query_result(msg_id: Any, result: dict) -> dict | Rendered:
     """The reply to a query whose result holds its data as JSON text under "json"."""
     if "error" in result:
         return error(msg_id, *result["error"])
-    return Rendered(f'{{"type": "query_result", "in_reply_to": {dumps(msg_id)}, '
+    return Rendered(f'{{"type": "query_result", "in_reply_to": {_id_text(msg_id)}, '
                     f'"data": {result["json"]}}}')
+
+
+def _id_text(msg_id: Any) -> str:
+    """A msg_id as JSON text; an integer (the usual case) without the encoder."""
+    return str(msg_id) if type(msg_id) is int else dumps(msg_id)
 
 
 def line(body: dict | Rendered, envelope: bool = False, src: Any = None,
