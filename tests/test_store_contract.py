@@ -142,3 +142,22 @@ def test_load_streams_returns_each_streams_events_in_order(store):
     assert [(e["version"], e["type"]) for e in found["a"]] == [(1, "UserCreated"),
                                                               (2, "UserRenamed")]
     assert found["a"] == store.load_stream("accounts", "a")
+
+
+def test_creating_a_store_is_all_or_nothing(tmp_path, monkeypatch):
+    """A store whose creation failed half-way (as when its process is killed then) is
+    created whole by the next start, not refused as a foreign format."""
+    from write_side import store as store_module
+
+    path = str(tmp_path / "events.sqlite3")
+    broken = store_module._SCHEMA + "CREATE TABLE events (x INTEGER);"  # fails after the rest
+    monkeypatch.setattr(store_module, "_SCHEMA", broken)
+    with pytest.raises(StoreError):
+        EventStore(path)
+    monkeypatch.undo()
+    s = EventStore(path)
+    commit(s, ev("a", 1))
+    assert s.head == 1
+    s.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == \
+        store_module.FORMAT

@@ -113,14 +113,27 @@ class EventStore:
         self._head = row[0] or 0
 
     def _create_or_check_format(self, path: str) -> None:
-        found = self._db.execute("PRAGMA user_version").fetchone()[0]
-        tables = self._db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
-        if tables and found != FORMAT:
-            raise StoreError(f"event store {path} has format {found}, this node reads "
-                             f"format {FORMAT}; export its events with the version that "
-                             "wrote it")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version = {FORMAT}")
+        """Create the tables and stamp FORMAT in one transaction (a process killed while
+        creating a store leaves either nothing or a whole store), or check the stamp."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            found = db.execute("PRAGMA user_version").fetchone()[0]
+            tables = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+            if tables and found != FORMAT:
+                raise StoreError(f"event store {path} has format {found}, this node reads "
+                                 f"format {FORMAT}; export its events with the version that "
+                                 "wrote it")
+            if not tables:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {FORMAT}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     @property
     def head(self) -> int:
