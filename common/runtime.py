@@ -34,13 +34,19 @@ def owner(folder: str) -> int | None:
 
 
 def _running(pid: int) -> bool:
+    """True while the process runs; a zombie (killed, not yet reaped by its parent) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc here: trust kill(0)
+    return state not in ("Z", "X")
 
 
 def remove_if_orphaned(folder: str) -> bool:
