@@ -531,6 +531,10 @@ def test_procfile_two_clients_replica_killed_and_added(service, tmp_path):
     assert wait_until(lambda: len(service.ready_reads()) == 3, 20, 0.2), service.stats()
 
     def third_served() -> bool:
+        # The clients may have finished before the third replica got a share: keep
+        # querying (round-robin over the ready replicas) until its counter shows one.
+        service.ask({"type": "query", "query": {"type": "GetUser",
+                                                "params": {"userId": "user-123"}}})
         return service.ready_reads().get(third.pid, {}).get("counters", {}).get("queries", 0) > 0
 
     assert wait_until(third_served, 10, 0.2), service.stats()
