@@ -26,11 +26,7 @@ def die_with_parent() -> None:
     # Until the process installs its own handler, SIGTERM means a clean, immediate exit.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     atexit.register(_remove_orphaned_folder, folder)
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass  # not Linux: the watcher below still works
+    signal_on_parent_death(signal.SIGTERM)  # where it is not available, the watcher works
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -41,6 +37,16 @@ def die_with_parent() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="lifeline", daemon=True).start()
+
+
+def signal_on_parent_death(signum: int) -> bool:
+    """Ask the kernel to send `signum` to this process when its parent dies (Linux);
+    False where that cannot be asked."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:

@@ -33,7 +33,7 @@ def owner(folder: str) -> int | None:
         return None
 
 
-def _running(pid: int) -> bool:
+def is_running(pid: int) -> bool:
     """True while the process runs; a zombie (killed, not yet reaped by its parent) does not."""
     try:
         os.kill(pid, 0)
@@ -52,7 +52,7 @@ def _running(pid: int) -> bool:
 def remove_if_orphaned(folder: str) -> bool:
     """Remove a marked runtime folder whose launcher no longer runs."""
     pid = owner(folder)
-    if pid is None or _running(pid):
+    if pid is None or is_running(pid):
         return False
     shutil.rmtree(folder, ignore_errors=True)
     return True

@@ -40,6 +40,9 @@ ANSWERS = b"answers"
 HEARTBEAT_TOPIC = b"_heartbeat"
 
 _packer = msgpack.Packer(use_bin_type=True)
+# What pack() raises for a value msgpack cannot carry (an integer past 64 bits, a lone
+# surrogate in a string, a nesting too deep).
+PACK_ERRORS = (OverflowError, ValueError, TypeError, msgpack.PackException)
 
 
 def pack(value: Any) -> bytes:

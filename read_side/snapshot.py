@@ -15,7 +15,6 @@ only if the store still holds an event with the same position and id; otherwise
 """
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import logging
 import os
@@ -23,13 +22,15 @@ import pickle
 import signal
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
+
+from common.lifeline import signal_on_parent_death
+from common.runtime import is_running
 
 MAGIC = b"CQRSSNAP"
 FORMAT = 1
 _HEADER = struct.Struct(">8sIQ")
 FILE = "read-side.snapshot"
-_PR_SET_PDEATHSIG = 1
 
 log = logging.getLogger("read")
 
@@ -56,10 +57,9 @@ class Snapshots:
         """The position of the snapshot on disk, 0 if there is none."""
         try:
             with open(self.path, "rb") as f:
-                magic, fmt, position = _HEADER.unpack(f.read(_HEADER.size))
-        except (OSError, struct.error):
+                return _read_header(f) or 0
+        except OSError:
             return 0
-        return position if (magic, fmt) == (MAGIC, FORMAT) else 0
 
     def load(self) -> Snapshot | None:
         """The snapshot on disk, or None if there is none or it cannot be read."""
@@ -67,8 +67,8 @@ class Snapshots:
             return None
         try:
             with open(self.path, "rb") as f:
-                magic, fmt, position = _HEADER.unpack(f.read(_HEADER.size))
-                if (magic, fmt) != (MAGIC, FORMAT):
+                position = _read_header(f)
+                if position is None:
                     log.warning("snapshot %s has another format; ignored", self.path)
                     return None
                 body = pickle.load(f)
@@ -138,8 +138,7 @@ def _child_write(path: str, position: int, event_id: str, projections: Any) -> N
     """Runs in the forked child only: write, sync, rename, exit without cleanup."""
     status = 1
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # never outlive the read side
+        signal_on_parent_death(signal.SIGKILL)  # never outlive the read side
         tmp = _temporary(path, os.getpid())
         with open(tmp, "wb") as f:
             f.write(_HEADER.pack(MAGIC, FORMAT, position))
@@ -152,18 +151,27 @@ def _child_write(path: str, position: int, event_id: str, projections: Any) -> N
         os._exit(status)
 
 
+def _read_header(f: BinaryIO) -> int | None:
+    """The snapshot's position, or None when the file is not a snapshot of this FORMAT."""
+    try:
+        magic, fmt, position = _HEADER.unpack(f.read(_HEADER.size))
+    except struct.error:  # shorter than a header
+        return None
+    return position if (magic, fmt) == (MAGIC, FORMAT) else None
+
+
 def _temporary(path: str, pid: int) -> str:
     return f"{path}.tmp.{pid}"
 
 
 def _remove_if_orphaned(tmp: str) -> None:
     try:
-        pid = int(tmp.rsplit(".", 1)[1])
-        os.kill(pid, 0)  # still running: leave it
-    except (ValueError, ProcessLookupError):
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-    except PermissionError:
+        writer = int(tmp.rsplit(".", 1)[1])
+    except ValueError:
+        writer = 0
+    if writer and is_running(writer):
+        return
+    try:
+        os.unlink(tmp)
+    except OSError:
         pass

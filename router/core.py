@@ -16,7 +16,6 @@ import uuid
 from collections import deque
 from typing import Callable
 
-import msgpack
 import zmq
 
 from common import wire
@@ -35,7 +34,6 @@ log = logging.getLogger("router")
 # leaves room for large batches.
 MAX_PENDING = 10_000
 CHUNK = 1024  # requests per message to a back-end: a back-end can bound its batches by messages
-_PACK_ERRORS = (OverflowError, ValueError, TypeError, msgpack.PackException)
 
 
 class Router:
@@ -188,13 +186,13 @@ class Router:
         over 64 bits) and pack the rest."""
         try:
             return items, wire.pack([p.wire_form() for p in items])
-        except _PACK_ERRORS:
+        except wire.PACK_ERRORS:
             good = []
             for p in items:
                 try:
                     wire.pack(p.wire_form())
                     good.append(p)
-                except _PACK_ERRORS:
+                except wire.PACK_ERRORS:
                     self._fail(p, 12, "malformed request: a value is out of range")
             return good, wire.pack([p.wire_form() for p in good])
 

@@ -58,6 +58,19 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool
     return predicate()
 
 
+def kill_leftovers(pids: set[int], grace: float) -> list[int]:
+    """Wait up to `grace` seconds for these processes to end, SIGKILL the rest, and return
+    those that had to be killed (so a test can report them)."""
+    wait_until(lambda: not any(alive(p) for p in pids), grace, 0.1)
+    left = sorted(p for p in pids if alive(p))
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return left
+
+
 def encode(message: Any) -> bytes:
     """A line's bytes: bytes as they are, a str as UTF-8, anything else as JSON."""
     if isinstance(message, bytes):

@@ -19,7 +19,7 @@ import pytest
 import zmq
 import zmq.auth
 
-from tests.nodeproc import ROOT, alive, descendants, wait_until
+from tests.nodeproc import ROOT, descendants, kill_leftovers, wait_until
 
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 ROLES = ("CLIENT", "WRITE", "READ", "EVENTS", "CATCHUP")
@@ -151,14 +151,7 @@ class CurveNode:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        wait_until(lambda: not any(alive(p) for p in self.seen), 5, 0.1)
-        left = sorted(p for p in self.seen if alive(p))
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return left
+        return kill_leftovers(self.seen, 5)
 
 
 def ask(sock: zmq.Socket, body: dict, timeout: float) -> bytes | None:

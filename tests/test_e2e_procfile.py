@@ -21,7 +21,7 @@ from typing import Any, Callable
 import pytest
 import zmq
 
-from tests.nodeproc import ROOT, alive, descendants, wait_until
+from tests.nodeproc import ROOT, alive, descendants, kill_leftovers, wait_until
 
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 ROLES = ("CLIENT", "WRITE", "READ", "EVENTS", "CATCHUP")
@@ -216,13 +216,7 @@ class Service:
             except subprocess.TimeoutExpired:
                 extra.kill()
                 extra.wait()
-        wait_until(lambda: not any(alive(p) for p in self.seen), 10, 0.1)
-        left = sorted(p for p in self.seen if alive(p))
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        left = kill_leftovers(self.seen, 10)
         self._log.close()
         return left
 

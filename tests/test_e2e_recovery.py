@@ -4,9 +4,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import time
-
-import pytest
 
 from tests.nodeproc import alive, wait_until
 

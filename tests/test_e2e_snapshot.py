@@ -42,15 +42,25 @@ def fill(node, first, count):
     assert all(r.get("success") for r in replies), replies[:3]
 
 
-def test_restart_takes_up_the_snapshot_and_answers_the_same(node_factory, tmp_path):
-    data = str(tmp_path / "data")
+def node_with_a_snapshot(node_factory, data: str):
+    """A node on `data` that has written a snapshot of 30 users, each renamed once."""
     node = node_factory("--data-dir", data, env=ENV)
     fill(node, 1, 30)
     assert wait_until(lambda: os.path.exists(os.path.join(data, FILE)), timeout=30)
-    fill(node, 100, 5)  # events after the snapshot: replayed from the store at restart
-    before = answers(node)
+    return node
+
+
+def end_of_input(node) -> None:
     node.close_stdin()
     assert node.wait(30) == 0
+
+
+def test_restart_takes_up_the_snapshot_and_answers_the_same(node_factory, tmp_path):
+    data = str(tmp_path / "data")
+    node = node_with_a_snapshot(node_factory, data)
+    fill(node, 100, 5)  # events after the snapshot: replayed from the store at restart
+    before = answers(node)
+    end_of_input(node)
     assert [pid for pid in node.children_seen if alive(pid)] == []
 
     again = node_factory("--data-dir", data, env=ENV)
@@ -60,11 +70,7 @@ def test_restart_takes_up_the_snapshot_and_answers_the_same(node_factory, tmp_pa
 
 def test_a_snapshot_of_another_store_is_refused(node_factory, tmp_path):
     data = str(tmp_path / "data")
-    node = node_factory("--data-dir", data, env=ENV)
-    fill(node, 1, 30)
-    assert wait_until(lambda: os.path.exists(os.path.join(data, FILE)), timeout=30)
-    node.close_stdin()
-    assert node.wait(30) == 0
+    end_of_input(node_with_a_snapshot(node_factory, data))
     os.unlink(os.path.join(data, "events.sqlite3"))  # a new, empty store, same folder
     for extra in ("-wal", "-shm"):
         if os.path.exists(os.path.join(data, "events.sqlite3" + extra)):
@@ -78,12 +84,9 @@ def test_a_snapshot_of_another_store_is_refused(node_factory, tmp_path):
 
 def test_a_damaged_snapshot_means_a_full_replay(node_factory, tmp_path):
     data = str(tmp_path / "data")
-    node = node_factory("--data-dir", data, env=ENV)
-    fill(node, 1, 30)
-    assert wait_until(lambda: os.path.exists(os.path.join(data, FILE)), timeout=30)
+    node = node_with_a_snapshot(node_factory, data)
     before = answers(node)
-    node.close_stdin()
-    assert node.wait(30) == 0
+    end_of_input(node)
     with open(os.path.join(data, FILE), "r+b") as f:
         f.seek(40)
         f.write(b"\xff" * 64)

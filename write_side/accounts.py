@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from write_side.aggregate import Aggregate, Rejected
 from write_side.batch import Scope
-from write_side.validation import as_payload, is_text
+from write_side.validation import as_payload, is_text, payload_stream_ids
 
 CONTEXT = "accounts"
 
@@ -87,12 +87,7 @@ def _existing(scope: Scope, payload: dict, expected: int | None) -> Account:
     return account
 
 
-def stream_ids(name: str, args: object) -> list[str]:
-    """The existing streams a command names (the batch loads them all at once)."""
-    stream_id = args.get("id") if isinstance(args, dict) else None
-    return [stream_id] if isinstance(stream_id, str) and stream_id else []
-
-
+stream_ids = payload_stream_ids  # the batch loads these streams at once
 AGGREGATE = Account
 COMMANDS = {"CreateUser": create_user, "RenameUser": rename_user, "DeleteUser": delete_user}
 SAMPLE = [

@@ -43,8 +43,6 @@ class AggregateCache:
     def __len__(self) -> int:
         return len(self._items)
 
-_PACK_ERRORS = (OverflowError, ValueError, TypeError)
-
 
 class Unstorable(Exception):
     """A handler produced event data the wire format cannot carry (e.g. a 70-bit integer)."""
@@ -139,7 +137,7 @@ class Batch:
         reply = handler(scope, args, expected)
         try:  # checked before anything is applied, so a bad value costs only its command
             wire.pack([data for _, _, data in scope.emitted])
-        except _PACK_ERRORS as exc:
+        except wire.PACK_ERRORS as exc:
             raise Unstorable(str(exc)) from exc
         for aggregate, type_, data in scope.emitted:
             self.append(context, aggregate, type_, data, self.recorded_at)

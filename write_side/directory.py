@@ -8,7 +8,8 @@ from __future__ import annotations
 from common.ids import new_uuid
 from write_side.aggregate import Aggregate, Rejected
 from write_side.batch import Scope
-from write_side.validation import as_payload, is_email, is_text, is_whole
+from write_side.validation import (as_payload, is_email, is_text, is_whole,
+                                   payload_stream_ids)
 
 CONTEXT = "directory"
 
@@ -124,12 +125,7 @@ def deactivate_user(scope: Scope, args: dict, expected: int | None) -> list[dict
     return [{"type": "UserDeactivated", "payload": {"id": user.id}}]
 
 
-def stream_ids(name: str, args: object) -> list[str]:
-    """The existing streams a command names (the batch loads them all at once)."""
-    stream_id = args.get("id") if isinstance(args, dict) else None
-    return [stream_id] if isinstance(stream_id, str) and stream_id else []
-
-
+stream_ids = payload_stream_ids  # the batch loads these streams at once
 AGGREGATE = User
 COMMANDS = {
     "CreateUser": create_user,

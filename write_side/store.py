@@ -143,23 +143,25 @@ class EventStore:
         self._db.close()
 
     def load_stream(self, context: str, stream_id: str) -> list[dict]:
-        rows = self._db.execute(
-            "SELECT body FROM events WHERE context = ? AND stream_id = ? ORDER BY version",
-            (context, stream_id))
-        return [wire.unpack(r[0]) for r in rows]
+        return self.load_streams(context, [stream_id]).get(stream_id, [])
 
     def load_streams(self, context: str, stream_ids: list[str]) -> dict[str, list[dict]]:
         """Many streams of one context in a few queries: {stream_id: its events in order}
         (streams with no event are left out)."""
         found: dict[str, list[dict]] = {}
-        for start in range(0, len(stream_ids), 500):  # SQLite caps bound parameters
-            chunk = stream_ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            for sid, body in self._db.execute(
-                    f"SELECT stream_id, body FROM events WHERE context = ? AND stream_id IN "
-                    f"({marks}) ORDER BY stream_id, version", [context, *chunk]):
-                found.setdefault(sid, []).append(wire.unpack(body))
+        for sid, body in self._rows_in(
+                "SELECT stream_id, body FROM events WHERE context = ? AND stream_id IN ({}) "
+                "ORDER BY stream_id, version", stream_ids, context):
+            found.setdefault(sid, []).append(wire.unpack(body))
         return found
+
+    def _rows_in(self, sql: str, values: list, *leading: Any) -> Iterable[tuple]:
+        """Rows of `sql`, whose `IN ({})` takes `values`, asked in chunks (SQLite caps the
+        bound parameters of one statement); `leading` parameters come before them."""
+        for start in range(0, len(values), 500):
+            chunk = values[start:start + 500]
+            yield from self._db.execute(sql.format(",".join("?" * len(chunk))),
+                                        [*leading, *chunk])
 
     def read_after(self, position: int, limit: int) -> list[dict]:
         return [wire.unpack(body) for body in self.bodies_after(position, limit)]
@@ -177,14 +179,8 @@ class EventStore:
     def find_commands(self, command_ids: list[str]) -> dict[str, tuple[Any, int]]:
         """The stored (result, position) of each of these ids that was executed before."""
         named, by_router = _split_ids(command_ids)
-        found: dict[str, tuple[Any, int]] = {}
-        for start in range(0, len(named), 500):  # SQLite caps bound parameters
-            chunk = named[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            for cid, result, position in self._db.execute(
-                    f"SELECT command_id, result, position FROM commands "
-                    f"WHERE command_id IN ({marks})", chunk):
-                found[cid] = (wire.unpack(result), position)
+        found = {cid: (wire.unpack(result), position) for cid, result, position in self._rows_in(
+            "SELECT command_id, result, position FROM commands WHERE command_id IN ({})", named)}
         for boot, seqs in by_router.items():
             found.update(self._find_router_ids(boot, seqs))
         return found

@@ -26,3 +26,10 @@ def is_whole(value: Any) -> bool:
 def as_payload(value: Any) -> dict:
     """A payload that is not an object counts as an empty one."""
     return value if isinstance(value, dict) else {}
+
+
+def payload_stream_ids(name: str, args: Any) -> list[str]:
+    """The existing stream a command names by its payload's `id`, if any: what a context
+    offers the decider as `stream_ids`, so a batch loads all its streams in one go."""
+    stream_id = args.get("id") if isinstance(args, dict) else None
+    return [stream_id] if isinstance(stream_id, str) and stream_id else []
