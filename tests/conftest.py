@@ -1,6 +1,6 @@
 import pytest
 
-from tests.nodeproc import Node
+from tests.support.nodeproc import Node
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests import dialogue
-from tests.dialogue import Reply, assert_error, assert_reply, failed, ok, result
-from tests.nodeproc import Node, run_lines
+from tests.support import dialogue
+from tests.support.dialogue import Reply, assert_error, assert_reply, failed, ok, result
+from tests.support.nodeproc import Node, run_lines
 
 SAMPLE = {"id": "user-123", "name": "John Doe"}
 SAMPLE_EMAIL = "john.doe@example.com"

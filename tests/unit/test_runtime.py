@@ -4,7 +4,7 @@ import os
 import signal
 
 from common import runtime
-from tests.nodeproc import wait_until
+from tests.support.nodeproc import wait_until
 
 
 def _zombie() -> int:

@@ -7,7 +7,7 @@ import os
 import re
 import signal
 
-from tests.nodeproc import wait_until
+from tests.support.nodeproc import wait_until
 
 TIMEOUT = 60.0  # generous: a busy 2-core machine
 STATS_ID = 1_000_000_000  # msg_id of stats requests, far from the scripts' ids

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import pytest
 import zmq
 
-from tests.nodeproc import ROOT, alive, descendants, kill_leftovers, wait_until
+from tests.support.nodeproc import ROOT, alive, descendants, kill_leftovers, wait_until
 
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 ROLES = ("CLIENT", "WRITE", "READ", "EVENTS", "CATCHUP")

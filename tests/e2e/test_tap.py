@@ -21,7 +21,7 @@ import msgpack
 import pytest
 import zmq
 
-from tests.nodeproc import ROOT, wait_until
+from tests.support.nodeproc import ROOT, wait_until
 
 TIMEOUT = 60.0  # generous: a busy 2-core machine
 

@@ -19,7 +19,7 @@ import pytest
 import zmq
 import zmq.auth
 
-from tests.nodeproc import ROOT, descendants, kill_leftovers, wait_until
+from tests.support.nodeproc import ROOT, descendants, kill_leftovers, wait_until
 
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 ROLES = ("CLIENT", "WRITE", "READ", "EVENTS", "CATCHUP")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import sqlite3
 
-from tests.nodeproc import run_lines
+from tests.support.nodeproc import run_lines
 
 CREATE = {"type": "command", "msg_id": 1,
           "command": {"type": "CreateUser", "payload": {"id": "s1", "name": "Sam"}}}

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from tests import nodeproc
-from tests.nodeproc import ROOT, Node, run_lines
+from tests.support import nodeproc
+from tests.support.nodeproc import ROOT, Node, run_lines
 
 BASELINE = os.path.join(ROOT, "bench", "baseline.py")
 CONFORMANCE = os.path.join(os.path.dirname(ROOT), "shared", "conformance", "run.py")

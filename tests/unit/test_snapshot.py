@@ -3,7 +3,7 @@ import os
 
 from read_side.contexts import load_all
 from read_side.snapshot import FILE, Snapshots
-from tests.nodeproc import wait_until
+from tests.support.nodeproc import wait_until
 
 
 def projections_with_one_user():

@@ -18,9 +18,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests import dialogue
-from tests.dialogue import Reply, assert_error, assert_reply, failed, ok, result
-from tests.nodeproc import Node, run_lines
+from tests.support import dialogue
+from tests.support.dialogue import Reply, assert_error, assert_reply, failed, ok, result
+from tests.support.nodeproc import Node, run_lines
 
 SAMPLE_HISTORY = [
     {"eventType": "UserCreated", "version": 1, "recordedAt": "2024-01-01T00:00:00.000000Z",

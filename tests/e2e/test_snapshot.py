@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from read_side.snapshot import FILE
-from tests.nodeproc import alive, wait_until
+from tests.support.nodeproc import alive, wait_until
 
 ENV = {"CQRS_SNAPSHOT_MIN": "20"}
 

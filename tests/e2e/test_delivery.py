@@ -14,8 +14,8 @@ import sqlite3
 import msgpack
 import pytest
 
-from tests.nodeproc import wait_until
-from tests.test_e2e_recovery import role_pid
+from tests.support.nodeproc import wait_until
+from tests.e2e.test_recovery import role_pid
 
 TIMEOUT = 60.0  # generous: a busy 2-core machine
 STATS_ID = 1_000_000_000  # msg_id of stats requests, far from the scripts' ids

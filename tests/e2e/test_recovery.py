@@ -5,7 +5,7 @@ import os
 import signal
 import sqlite3
 
-from tests.nodeproc import alive, wait_until
+from tests.support.nodeproc import alive, wait_until
 
 
 def role_pid(node, module: str) -> int:

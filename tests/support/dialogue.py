@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from tests.nodeproc import Node
+from tests.support.nodeproc import Node
 
 _msg_ids = itertools.count(1)  # unique across the test run, so a shared node never sees a repeat
 

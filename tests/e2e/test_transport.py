@@ -14,7 +14,7 @@ import signal
 
 import pytest
 
-from tests.nodeproc import alive, encode, run_lines, wait_until
+from tests.support.nodeproc import alive, encode, run_lines, wait_until
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
