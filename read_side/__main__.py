@@ -4,7 +4,7 @@ from common.lifeline import die_with_parent
 if __name__ == "__main__":
     die_with_parent()  # first: the launcher may die while the imports below run
     from common import config
-    from read_side.service import main
+    from read_side.loop import main
 
     cfg = config.parse(description="CQRS node read side")
     if not cfg.runtime_dir:  # on its own (service mode), not under run_node.py

@@ -7,6 +7,6 @@ from common.lifeline import die_with_parent
 
 if __name__ == "__main__":
     die_with_parent()
-    from router.service import main
+    from router.service_mode import main
 
     main()

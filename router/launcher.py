@@ -65,7 +65,7 @@ def _serve(cfg: config.Config, supervisor: Supervisor, own_runtime: bool, log) -
     """Run the router on stdin/stdout until end of input or a signal."""
     from common import wire
     from common.stopping import StopSignal
-    from router.core import Router
+    from router.loop import Router
     from router.ports import StdinPort
 
     ctx = wire.context()

@@ -8,7 +8,7 @@ from common.log import setup
 from common.security import Curve
 from common.stopping import StopSignal
 from common.tuning import collect_garbage_rarely
-from router.core import Router
+from router.loop import Router
 from router.ports import ClientPort
 
 

@@ -18,7 +18,7 @@ from typing import Callable
 
 import zmq
 
-from common import wire
+from common import command_ids, wire
 from common.config import Config
 from common.stopping import drain_pipe
 from router import render
@@ -77,8 +77,9 @@ class Router:
             self.pending[pending.seq] = pending
             self.by_deadline.append(pending)
             if parsed.kind == "cmd":
-                pending.command_id = (f"c:{parsed.context}:{parsed.command_id}"
-                                      if parsed.command_id else f"n:{self.boot}:{pending.seq}")
+                pending.command_id = (command_ids.from_client(parsed.context, parsed.command_id)
+                                      if parsed.command_id
+                                      else command_ids.from_router(self.boot, pending.seq))
                 self.cmd_outbox.append(pending)
                 session.outstanding.append(pending)
             else:
