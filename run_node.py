@@ -16,22 +16,25 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 
 def _ensure_dependencies() -> None:
     """Re-run under the project's .venv when this interpreter lacks pyzmq or msgpack."""
-    from importlib.util import find_spec
+    from common import dependencies  # pure stdlib, so importable before the check
 
-    # Looked up, not imported: loading pyzmq waits until the children are started.
-    if find_spec("zmq") is None or find_spec("msgpack") is None:
-        venv_python = os.path.join(ROOT, ".venv", "bin", "python")
-        if os.path.exists(venv_python) and not os.environ.get("CQRS_REEXEC"):
-            os.environ["CQRS_REEXEC"] = "1"
-            os.execv(venv_python, [venv_python, os.path.abspath(__file__), *sys.argv[1:]])
-        sys.stderr.write("run_node.py: pyzmq and msgpack are needed: run `make install` "
-                         "(or pip install .)\n")
-        raise SystemExit(1)
+    dependencies.ensure("run_node.py", [os.path.abspath(__file__), *sys.argv[1:]],
+                        hold_stops=True)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """argv None: the process's own command line (run_node.py, the cqrs-node script).
+    Given explicitly (a test, an embedding program), the caller's signal handling is
+    left alone."""
     if ROOT not in sys.path:
         sys.path.insert(0, ROOT)
+    if argv is None:
+        from common import stopping
+
+        # First of all: until now SIGTERM kills the process outright (exit status -15,
+        # children and runtime folder left to the lifeline). From here it is a request
+        # that the launcher honours at whatever step of its start it has reached.
+        stopping.catch_early()
     _ensure_dependencies()
     from router.launcher import launch
 

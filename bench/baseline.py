@@ -37,8 +37,8 @@ from typing import Any, Callable, Iterator
 MALFORMED, NOT_SUPPORTED, CRASH = 12, 10, 13  # Maelstrom error codes
 MAX_LINE = 1 << 20
 MAX_COMMAND_ID = 128
-MAX_VERSION = 1 << 62  # expected versions from 0 to below this
-MAX_PAGE = 1 << 62
+MAX_VERSION = 1 << 63  # expected versions from 0 to below this: what the wire carries
+MAX_PAGE = (1 << 63) - 1
 EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
 MSG_ID = re.compile(rb'"msg_id"\s*:\s*(-?\d{1,18})\b')  # looked for in an oversized line
 KEEP = 64 * 1024  # of an oversized line, the bytes kept at each end to look for its msg_id
@@ -647,9 +647,20 @@ class Node:
 
 # ---- request fields and reply bodies --------------------------------------------------------
 
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
 def decode(line: bytes) -> dict:
-    try:
-        message = json.loads(line)
+    try:  # strict JSON: NaN, Infinity and numbers that overflow to infinity are refused
+        message = json.loads(line, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError):
         raise malformed("invalid JSON") from None
     if not isinstance(message, dict):

@@ -15,7 +15,11 @@ from bench.runner import Series, probe, run_all
 from bench.verify import ReplyMismatch
 from bench.workloads import DEFAULT_SIZES, QUICK_SIZES, WORKLOADS, Sizes
 
+# The committed results: only a full run writes them. Any other run writes to OUT_DIR,
+# which git ignores, so a smoke run never leaves the working tree changed.
 DEFAULT_PLOT = os.path.join(ROOT, "bench", "results.png")
+DEFAULT_MARKDOWN = os.path.join(ROOT, "BENCHMARKS.md")
+OUT_DIR = os.path.join(ROOT, "bench", "out")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,12 +41,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cap", type=float, help="seconds one run may take (default 60, quick 10)")
     p.add_argument("--json", metavar="FILE", help="also write every run's values as JSON")
     p.add_argument("--markdown", metavar="FILE",
-                   help="also write the results as a Markdown page (e.g. BENCHMARKS.md)")
+                   help="the results as a Markdown page (default: BENCHMARKS.md after a full "
+                        "run, bench/out/BENCHMARKS.md after any other)")
     p.add_argument("--append", metavar="FILE", action="append", default=[],
                    help="add this Markdown file's text after the results (repeatable; "
                         "e.g. a hand-written analysis kept beside the harness)")
-    p.add_argument("--plot", metavar="FILE", default=DEFAULT_PLOT,
-                   help="PNG of all metrics (default bench/results.png; needs matplotlib, the "
+    p.add_argument("--plot", metavar="FILE",
+                   help="PNG of all metrics (default: bench/results.png after a full run, "
+                        "bench/out/results.png after any other; needs matplotlib, the "
                         "'bench' extra)")
     p.add_argument("--no-plot", action="store_true", help="draw no plot")
     return p
@@ -92,21 +98,44 @@ def _command(argv: list[str] | None) -> str:
     return " ".join(shlex.quote(w) for w in [python, "-m", "bench", *words])
 
 
+def full_run(args: argparse.Namespace) -> bool:
+    """Whether this run measures what the committed results hold: every workload at full
+    size, on the default nodes, with no cap on a run's time."""
+    return not (args.quick or args.only or args.node or args.cap)
+
+
+def output_paths(args: argparse.Namespace) -> tuple[str, str]:
+    """(Markdown page, plot) of this run: the paths given, else the committed files after a
+    full run and bench/out/ after any other."""
+    folder_markdown, folder_plot = ((DEFAULT_MARKDOWN, DEFAULT_PLOT) if full_run(args) else
+                                    (os.path.join(OUT_DIR, "BENCHMARKS.md"),
+                                     os.path.join(OUT_DIR, "results.png")))
+    return args.markdown or folder_markdown, args.plot or folder_plot
+
+
+def _make_folder(path: str) -> None:
+    """The folder a result file goes to (bench/out/ exists only once a run has written it)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+
 def _write_outputs(args: argparse.Namespace, argv: list[str] | None, series: list[Series],
                    specs: list[NodeSpec], sizes: Sizes) -> None:
     """The JSON, plot and Markdown files the options asked for."""
     nodes = [s.name for s in specs]
+    args.markdown, args.plot = output_paths(args)
     if args.json:
         report.to_json(args.json, series, specs, sizes, args.runs)
     drawn = None
     if not args.no_plot and series:
         if plot.available():
+            _make_folder(args.plot)
             plot.write(args.plot, series, nodes, args.runs, args.quick)
             drawn = args.plot
             print(f"plot written to {args.plot}")
         else:
             print("no plot: matplotlib is not installed (pip install -e '.[bench]')")
     if args.markdown:
+        _make_folder(args.markdown)
         markdown.write(args.markdown, series, specs, sizes, args.runs, _command(argv),
                        args.quick, drawn, appendices=args.append)
         print(f"results written to {args.markdown}")

@@ -1,8 +1,8 @@
 """Make a child process die with its launcher, so no process of the node outlives it.
 
-The launcher names itself in CQRS_LAUNCHER_PID (so a child whose launcher died
-while it was still starting notices too) and its runtime folder in
-CQRS_RUNTIME_DIR (so the last child out removes a folder its launcher left).
+The launcher names itself in the child's environment (so a child whose launcher
+died while it was still starting notices too) with its runtime folder (so the last
+child out removes a folder its launcher left): see config.child_env.
 """
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import signal
 import threading
 import time
 
+from common import config
+
 _PR_SET_PDEATHSIG = 1
 WATCH_EVERY = 0.2
 GRACE = 1.0  # after asking itself to stop, a child exits hard if still running
@@ -21,8 +23,8 @@ GRACE = 1.0  # after asking itself to stop, a child exits hard if still running
 def die_with_parent() -> None:
     """SIGTERM from the kernel when the parent dies, a watcher thread as a fallback,
     and removal of an orphaned runtime folder at exit."""
-    parent = int(os.environ.get("CQRS_LAUNCHER_PID") or os.getppid())
-    folder = os.environ.get("CQRS_RUNTIME_DIR", "")
+    parent = config.value("launcher_pid") or os.getppid()
+    folder = config.value("runtime_dir")
     # Until the process installs its own handler, SIGTERM means a clean, immediate exit.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     atexit.register(_remove_orphaned_folder, folder)

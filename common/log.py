@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
+
+from common import config
 
 
 def setup(role: str) -> logging.Logger:
-    level = os.environ.get("CQRS_LOG_LEVEL", "INFO").upper()
+    level = str(config.value("log_level")).upper()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"%(asctime)s {role}[%(process)d] %(levelname)s %(message)s"))
     root = logging.getLogger()

@@ -11,9 +11,20 @@ import os
 import shutil
 import tempfile
 
+# Every file and folder a node process creates (store, WAL, snapshot, lock, sockets) is
+# its user's alone: a store holds users' data, and a socket in a shared folder would let
+# any local user talk to the node.
+PRIVATE_UMASK = 0o077
 PREFIX = "cqrs-node-"
 MARKER = "launcher.pid"
 FATAL = "fatal.txt"  # why a child could not run, for the launcher to report
+
+
+def keep_files_private() -> None:
+    """Files this process creates from now on are 0600, folders 0700 (whatever umask it
+    inherited). Every node process calls this first thing: run_node.py and each
+    `python -m` entry point."""
+    os.umask(PRIVATE_UMASK)
 
 
 def make() -> str:

@@ -4,8 +4,9 @@ Fixed width, so canonical strings sort in time order and can be bisected as text
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
+_TICK = timedelta(microseconds=1)  # the form's resolution
 
 
 def format_utc(moment: datetime) -> str:
@@ -31,13 +32,29 @@ def canonical(text: str) -> str:
 
     Raises ValueError when it does not parse.
     """
+    moment = _parse(text)
+    try:
+        return format_utc(moment)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError(f"timestamp {text!r} is out of range") from exc
+
+
+def after(text: str) -> str:
+    """The canonical timestamp one microsecond after `text` (any form canonical() reads):
+    the least time that is later, for stamping an event after one whose time the clock
+    has not passed yet. The last instant of year 9999 has no later one: it is returned
+    as it is. Raises ValueError when `text` does not parse."""
+    moment = _parse(text)
+    try:
+        return format_utc(moment + _TICK)
+    except OverflowError:
+        return canonical(text)  # itself, or ValueError if it is out of range in UTC
+
+
+def _parse(text: str) -> datetime:
     if not isinstance(text, str) or not text.strip():
         raise ValueError("timestamp must be a non-empty string")
     raw = text.strip()
     if raw[-1] in "zZ":
         raw = raw[:-1] + "+00:00"
-    moment = datetime.fromisoformat(raw)
-    try:
-        return format_utc(moment)
-    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
-        raise ValueError(f"timestamp {text!r} is out of range") from exc
+    return datetime.fromisoformat(raw)

@@ -4,11 +4,9 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from common.timefmt import canonical
-from read_side.params import BadParams, text
-from read_side.streams import StreamTable
-from read_side.views import list_users, user_view
-
-CONTEXT = "accounts"
+from read_side.params import bad_param, text
+from read_side.streams import BLOCK, StreamTable
+from read_side.views import list_users, user_view, visible
 
 
 class Account(NamedTuple):
@@ -31,8 +29,11 @@ def evolve(state: Account | None, type_: str, data: dict) -> Account | None:
 
 
 class Projection:
-    def __init__(self) -> None:
-        self.users = StreamTable(evolve)
+    def __init__(self, block: int = BLOCK) -> None:
+        """`block`: the StreamTable's page-index block (small in tests, to cross many)."""
+        self.users = StreamTable(evolve, visible, block)
+        # Exactly the queries registered for "accounts" in common/contexts.py: the read
+        # side refuses to start otherwise (read_side.contexts.load_all).
         self.queries = {"GetUser": self.get_user, "GetUserAtTime": self.get_user_at_time,
                         "GetUserHistory": self.get_user_history, "ListUsers": self.list_users}
 
@@ -49,7 +50,7 @@ class Projection:
         try:
             moment = canonical(given)
         except (TypeError, ValueError):
-            raise BadParams("malformed request: param timestamp must be an ISO-8601 timestamp")
+            raise bad_param("param timestamp must be an ISO-8601 timestamp")
         view = user_view(user_id, self.users.state_at_time(user_id, moment, at))
         return view and {**view, "at_time": given}
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from read_side.params import text
-from read_side.streams import StreamTable
-from read_side.views import list_users, user_view
-
-CONTEXT = "directory"
+from read_side.streams import BLOCK, StreamTable
+from read_side.views import list_users, user_view, visible
 
 
 class User(NamedTuple):
@@ -33,21 +31,38 @@ def evolve(state: User | None, type_: str, data: dict) -> User | None:
 
 
 class Projection:
-    def __init__(self) -> None:
-        self.users = StreamTable(evolve)
-        self.by_email: dict[str, str] = {}  # lower-cased email -> user id, current state
+    def __init__(self, block: int = BLOCK) -> None:
+        """`block`: the StreamTable's page-index block (small in tests, to cross many)."""
+        self.users = StreamTable(evolve, visible, block)
+        # Lower-cased email -> every user who ever took it (case-insensitively), in the order
+        # they took it: one id, or a list when several did (an address freed by a change and
+        # taken again). Whoever holds an email as of any position is among them, so a query
+        # folds these few users' states as of its position, whatever the position, instead
+        # of scanning every stream. One id, not a list, in the usual case: no list per email.
+        self.takers: dict[str, str | list[str]] = {}
+        # Exactly the queries registered for "directory" in common/contexts.py: the read
+        # side refuses to start otherwise (read_side.contexts.load_all).
         self.queries = {"GetUser": self.get_user, "ListUsers": self.list_users,
                         "FindUserByEmail": self.find_by_email}
 
     def apply(self, event: dict) -> None:
         sid = event["stream_id"]
-        before = self.users.state(sid)
+        current = self.users.current
+        before = current.get(sid)
         self.users.apply(event)
-        after = self.users.state(sid)
-        if before and (after is None or before.email.lower() != after.email.lower()):
-            self.by_email.pop(before.email.lower(), None)
-        if after:
-            self.by_email[after.email.lower()] = sid
+        after = current[sid]
+        # Identity first: a rename or a deactivation carries the same email object over.
+        if after is None or (before is not None and after.email is before.email):
+            return
+        email = after.email.lower()
+        takers = self.takers.get(email)
+        if takers is None:
+            self.takers[email] = sid
+        elif isinstance(takers, str):
+            if takers != sid:
+                self.takers[email] = [takers, sid]
+        elif sid not in takers:
+            takers.append(sid)
 
     def get_user(self, params: dict, at: int | None) -> Any:
         user_id = text(params, "user_id")
@@ -57,11 +72,19 @@ class Projection:
         return list_users(self.users, params, at)
 
     def find_by_email(self, params: dict, at: int | None) -> Any:
+        """The first user in creation order who, as of `at`, is active and has this email
+        (compared case-insensitively)."""
         wanted = text(params, "email").lower()
-        if at is None or self.users.last_position <= at:
-            sid = self.by_email.get(wanted)
-            return sid and user_view(sid, self.users.state(sid))
-        for sid, state in self.users.states(at):  # a past state: no index for it, scan
-            if state.email.lower() == wanted and state.active:
+        takers = self.takers.get(wanted)
+        if takers is None:
+            return None
+        if isinstance(takers, str):
+            takers = [takers]
+        else:  # taken in another order than created: creation order counts
+            history = self.users.history
+            takers = sorted(takers, key=lambda sid: history[sid][0][0])
+        for sid in takers:
+            state = self.users.state(sid, at)
+            if visible(state) and state.email.lower() == wanted:
                 return user_view(sid, state)
         return None

@@ -7,6 +7,9 @@ from common.lifeline import die_with_parent
 
 if __name__ == "__main__":
     die_with_parent()
+    from common import runtime
+
+    runtime.keep_files_private()  # its ipc sockets, if any, are its user's alone
     from router.service_mode import main
 
-    main()
+    raise SystemExit(main())

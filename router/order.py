@@ -1,13 +1,22 @@
-"""Holds replies until every earlier request has its reply, so output keeps input order."""
+"""Holds replies until every earlier request has its reply, so output keeps input order.
+
+A reply may be held as a function that renders it when its turn comes (stats, whose
+figures must be those of the moment the reply goes out); it is called with the
+number of replies taken before it in the same batch.
+"""
 from __future__ import annotations
+
+from typing import Callable, Union
+
+Held = Union[bytes, Callable[[int], bytes]]
 
 
 class OrderBuffer:
     def __init__(self) -> None:
         self._next = 0
-        self._held: dict[int, bytes] = {}
+        self._held: dict[int, Held] = {}
 
-    def put(self, seq: int, line: bytes) -> None:
+    def put(self, seq: int, line: Held) -> None:
         self._held[seq] = line
 
     def take(self) -> list[bytes]:
@@ -15,7 +24,8 @@ class OrderBuffer:
         out = []
         held = self._held
         while self._next in held:
-            out.append(held.pop(self._next))
+            line = held.pop(self._next)
+            out.append(line if isinstance(line, bytes) else line(len(out)))
             self._next += 1
         return out
 

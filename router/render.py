@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from common import errors
 from common.jsontext import Rendered, dumps
 
 
-def error(msg_id: Any, code: int, text: str) -> dict:
-    return {"type": "error", "in_reply_to": msg_id, "code": code, "text": text}
+error = errors.reply  # the error reply body: one definition, in common.errors
 
 
 def init_ok(msg_id: Any) -> dict:

@@ -13,13 +13,16 @@ from router.ports import ClientPort
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    cfg = config.with_service_defaults(config.parse(argv, description=__doc__))
+    cfg = config.with_service_defaults(config.parse(argv, description=__doc__,
+                                                    binds=config.BOUND_BY["router"]))
+    config.crash_if_asked("router")  # test-only fault switch
     log = setup("router")
     collect_garbage_rarely()
     ctx = wire.context()
     secure = Curve(ctx)
-    clients = ClientPort(ctx, cfg.client_endpoint, cfg.max_line, cfg.envelope, secure)
-    router = Router(cfg, ctx, clients=clients, secure=secure)
+    drops = wire.Drops(log)
+    clients = ClientPort(ctx, cfg.client_endpoint, cfg.max_line, cfg.envelope, drops, secure)
+    router = Router(cfg, ctx, clients=clients, secure=secure, drops=drops)
 
     def drain(signum: int) -> None:
         log.info("signal %d: answering what was read, then stopping", signum)

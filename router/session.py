@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from common import wire
 from router import render
 from router.order import OrderBuffer
 from router.parse import Parsed
@@ -29,12 +30,19 @@ class Pending:
     at: int = 0
     answered: bool = False
     position: int | None = None
+    # Handed to a back-end at least once: from then on the outcome of a command is
+    # unknown until its result arrives, so its error can only be a timeout (code 0).
+    sent: bool = False
+    # The write side holding this command now (sent, no result yet, not dropped), if any.
+    on: Any = None
 
-    def wire_form(self) -> list:
+    def request(self) -> wire.CommandRequest | wire.QueryRequest:
+        """The record that carries this request to a back-end."""
         p = self.parsed
-        if p.kind == "cmd":
-            return [self.seq, p.context, p.name, p.args, self.command_id, p.expected_version]
-        return [self.seq, p.context, p.name, p.args, self.at]
+        if p.kind == "command":
+            return wire.CommandRequest(self.seq, p.context, p.name, p.args, self.command_id,
+                                       p.expected_version)
+        return wire.QueryRequest(self.seq, p.context, p.name, p.args, self.at)
 
 
 @dataclass(eq=False)  # sessions are compared and hashed by identity
@@ -47,6 +55,11 @@ class Session:
     waiting: deque = field(default_factory=deque)      # its queries held for earlier commands
     position: int | None = None  # store head after its last answered command
     count: int = 0
+    # Its commands on a write side now, and which one (all on the same one: see
+    # Router._dispatch_commands): a command for another write side waits until these
+    # are back, so that the session's commands run in its input order.
+    writer: Any = None
+    in_flight: int = 0
     last_active: float = field(default_factory=time.monotonic)
 
     def next_local(self) -> int:
@@ -56,6 +69,13 @@ class Session:
 
     def reply(self, local: int, parsed: Parsed, body: dict) -> None:
         self.order.put(local, render.line(body, self.envelope, parsed.src, parsed.dest))
+
+    def reply_at_its_turn(self, local: int, parsed: Parsed,
+                          make_body: Callable[[int], dict]) -> None:
+        """A reply rendered only when it goes out; make_body gets the number of replies
+        going out just before it."""
+        self.order.put(local, lambda before: render.line(make_body(before), self.envelope,
+                                                         parsed.src, parsed.dest))
 
     def release(self, head: int | None, outbox: list[Pending]) -> None:
         """Move queries whose earlier commands are all answered to the outbox, with `at` set."""

@@ -1,4 +1,9 @@
-"""Starts the back-end processes, restarts any that dies (with backoff), stops them all at exit."""
+"""Starts the back-end processes, restarts any that dies (with backoff), stops them all at exit.
+
+A child that cannot run (FATAL_EXIT) or that is in a crash loop (common.backoff.Restarts)
+is not restarted: `fatal` then says why, and the launcher ends the node with status 1.
+An optional child (the monitor) is not restarted either then, but the node goes on: its
+failure never stops the node."""
 from __future__ import annotations
 
 import logging
@@ -7,15 +12,13 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from common import runtime
+from common import config, runtime
+from common.backoff import Restarts
 from common.config import FATAL_EXIT
 
 log = logging.getLogger("supervisor")
-FIRST_BACKOFF = 0.05
-MAX_BACKOFF = 2.0
-STABLE_AFTER = 10.0  # a child that ran this long starts its next backoff from the beginning
 
 
 @dataclass
@@ -24,9 +27,10 @@ class Child:
     argv: list[str]
     proc: subprocess.Popen | None = None
     started: float = 0.0
-    backoff: float = FIRST_BACKOFF
+    restart_policy: Restarts = field(default_factory=Restarts)
     restart_at: float | None = None
     restarts: int = 0
+    optional: bool = False  # its end is logged, never fatal to the node
 
 
 class Supervisor:
@@ -35,15 +39,13 @@ class Supervisor:
         self.runtime_dir = runtime_dir
         self.children: list[Child] = []
         self.stopping = False
-        self.fatal = ""  # why the node cannot run, once a child said so
-        self.env = dict(os.environ)
+        self.fatal = ""  # why the node cannot run: a child said so, or kept crashing
         # For common.lifeline: whom to die with, and what to clean up then.
-        self.env["CQRS_LAUNCHER_PID"] = str(os.getpid())
-        self.env["CQRS_RUNTIME_DIR"] = runtime_dir
+        self.env = config.child_env(os.environ, os.getpid(), runtime_dir)
         self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [cwd, self.env.get("PYTHONPATH")]))
 
-    def start(self, name: str, module: str, args: list[str]) -> Child:
-        child = Child(name, [sys.executable, "-m", module, *args])
+    def start(self, name: str, module: str, args: list[str], optional: bool = False) -> Child:
+        child = Child(name, [sys.executable, "-m", module, *args], optional=optional)
         self.children.append(child)
         self._spawn(child)
         return child
@@ -72,15 +74,24 @@ class Supervisor:
     def _schedule_restart(self, child: Child, now: float) -> None:
         log.warning("%s (pid %d) exited with status %s", child.name, child.proc.pid,
                     child.proc.returncode)
+        if child.optional and child.proc.returncode == FATAL_EXIT:
+            log.error("not restarting %s: it cannot run; the node goes on without it", child.name)
+            child.proc = None
+            return
         if child.proc.returncode == FATAL_EXIT:
             self.fatal = runtime.read_fatal(self.runtime_dir) or f"{child.name} cannot run"
             child.proc = None
             return
-        if now - child.started > STABLE_AFTER:
-            child.backoff = FIRST_BACKOFF
-        child.restart_at = now + child.backoff
-        child.backoff = min(child.backoff * 2, MAX_BACKOFF)
+        delay = child.restart_policy.died(now, now - child.started)
         child.proc = None
+        if delay is None:
+            reason = child.restart_policy.reason(child.name)
+            log.error("not restarting %s again: %s", child.name, reason)
+            if child.optional:
+                return  # the node goes on without it
+            self.fatal = self.fatal or reason  # the first cause is the one to report
+            return
+        child.restart_at = now + delay
 
     def pids(self) -> list[int]:
         return [c.proc.pid for c in self.children if c.proc is not None]

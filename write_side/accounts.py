@@ -9,8 +9,6 @@ from write_side.aggregate import Aggregate, Rejected
 from write_side.batch import Scope
 from write_side.validation import as_payload, is_text, payload_stream_ids
 
-CONTEXT = "accounts"
-
 
 class Account(Aggregate):
     def __init__(self, stream_id: str) -> None:
@@ -89,6 +87,8 @@ def _existing(scope: Scope, payload: dict, expected: int | None) -> Account:
 
 stream_ids = payload_stream_ids  # the batch loads these streams at once
 AGGREGATE = Account
+# Exactly the commands registered for "accounts" in common/contexts.py: the write side
+# refuses to start otherwise (write_side.contexts.load_all).
 COMMANDS = {"CreateUser": create_user, "RenameUser": rename_user, "DeleteUser": delete_user}
 SAMPLE = [
     ("user-123", "UserCreated", {"name": "John"}, "2024-01-01T00:00:00.000000Z"),

@@ -9,7 +9,7 @@ from collections import OrderedDict
 from typing import Any, Callable
 
 from common import wire
-from common.timefmt import now_utc
+from common.timefmt import after, now_utc
 from write_side.aggregate import Aggregate, Rejected
 from write_side.store import Commit, EventStore, NewEvent, Stored
 
@@ -64,16 +64,16 @@ class Scope:
         """A stream the handler just named at random: nothing to read from the store."""
         return self._batch.new(self.context, stream_id, self._factory)
 
-    def owner(self, kind: str, value: str) -> str | None:
-        """The stream holding a unique value, counting this batch's earlier commands."""
-        return self._batch.owner(self.context, kind, value)
+    def claim_owner(self, kind: str, value: str) -> str | None:
+        """The stream holding the claim on a value, counting this batch's earlier commands."""
+        return self._batch.claim_owner(self.context, kind, value)
 
     def emit(self, aggregate: Aggregate, type_: str, data: dict) -> None:
         self.emitted.append((aggregate, type_, data))
 
 
 class Batch:
-    def __init__(self, store: EventStore, cache: AggregateCache, not_before: str = "") -> None:
+    def __init__(self, store: EventStore, cache: AggregateCache) -> None:
         self._store = store
         self._cache = cache
         # What this batch touched, held here until the commit: the cache may evict an
@@ -81,8 +81,7 @@ class Batch:
         self._touched: dict[Key, Aggregate] = {}
         self._claims: dict[tuple[str, str, str], str | None] = {}
         self._commit = Commit(events=[], commands=[], claims=[], releases=[])
-        # One instant for the whole batch, and time never runs backwards in the store.
-        self.recorded_at = max(now_utc(), not_before)
+        self.recorded_at = _stamp(now_utc(), store.last_recorded_at())
 
     @property
     def position(self) -> int:
@@ -124,11 +123,11 @@ class Batch:
         self._touched[key] = agg
         self._cache.put(key, agg)
 
-    def owner(self, context: str, kind: str, value: str) -> str | None:
+    def claim_owner(self, context: str, kind: str, value: str) -> str | None:
         key = (context, kind, value)
         if key in self._claims:
             return self._claims[key]
-        return self._store.find_unique(context, kind, value)
+        return self._store.claim_owner(context, kind, value)
 
     def decide(self, context: str, factory: Callable[[str], Aggregate],
                handler: Callable[..., Any], args: dict, expected: int | None) -> Any:
@@ -163,6 +162,15 @@ class Batch:
 
     def commit(self) -> list[Stored]:
         return self._store.commit(self._commit)
+
+
+def _stamp(now: str, last: str) -> str:
+    """The time of a batch's events: one instant for the whole batch, later than every
+    event before it. A clock that reads no later than the store's last event (set back,
+    or one that ran a day ahead last time) stamps one microsecond after that event, until
+    it has caught up: a stream's history never shows a version recorded before the one it
+    follows. Both are canonical (common.timefmt), so text order is time order."""
+    return now if now > last else after(last)
 
 
 def _fold(agg: Aggregate, events) -> Aggregate:

@@ -5,6 +5,9 @@ import logging
 from types import ModuleType
 from typing import Any
 
+from common import errors
+from common.errors import CRASH, MALFORMED, NOT_SUPPORTED, UNAVAILABLE
+from common.wire import CommandRequest, CommandResult
 from write_side.aggregate import Rejected
 from write_side.batch import AggregateCache, Batch, Unstorable
 from write_side.store import EventStore, Stored, StoreError
@@ -17,7 +20,6 @@ class Decider:
         self.store = store
         self.contexts = contexts
         self.cache = AggregateCache()
-        self.last_time = ""
 
     def seed(self) -> list[Stored]:
         """Write every context's sample events, through the normal append path, into an empty store."""
@@ -30,41 +32,40 @@ class Decider:
                 batch.append(name, agg, type_, data, recorded_at)
         return self._commit(batch)
 
-    def run(self, requests: list[list]) -> tuple[list[list], list[Stored]]:
-        """Decide a batch: returns ([[seq, result, position], ...], stored events)."""
-        batch = Batch(self.store, self.cache, self.last_time)
-        self.last_time = batch.recorded_at
-        outcomes: list[list] = []
-        seen = self.store.find_commands([r[4] for r in requests])
+    def run(self, requests: list[CommandRequest]) -> tuple[list[CommandResult], list[Stored]]:
+        """Decide a batch: returns (a result for each request, the stored events)."""
+        batch = Batch(self.store, self.cache)  # its clock starts after the store's last event
+        outcomes: list[CommandResult] = []
+        seen = self.store.find_commands([r.command_id for r in requests])
         self._prefetch(batch, requests)
-        for seq, context, name, args, command_id, expected in requests:
-            known = seen.get(command_id)
+        for r in requests:
+            known = seen.get(r.command_id)
             if known is not None:
-                outcomes.append([seq, known[0], known[1]])
+                outcomes.append(CommandResult(r.seq, *known))
                 continue
-            result = self._decide(batch, context, name, args, expected)
+            result = self._decide(batch, r.context, r.name, r.args, r.expected_version)
             if "error" not in result:  # a crash is not a result: a retry may run again
-                batch.record_command(command_id, result)
-                seen[command_id] = (result, batch.position)
-            outcomes.append([seq, result, batch.position])
+                batch.record_command(r.command_id, result)
+                seen[r.command_id] = (result, batch.position)
+            outcomes.append(CommandResult(r.seq, result, batch.position))
         if batch.empty:
             return outcomes, []
         try:
             return outcomes, self._commit(batch)
         except StoreError as exc:
             log.error("batch of %d commands not stored: %s", len(requests), exc)
-            failure = {"error": [11, f"temporarily unavailable: event store: {exc}"]}
-            return [[o[0], failure, self.store.head] for o in outcomes], []
+            failure = {"error": errors.pair(UNAVAILABLE, f"event store: {exc}")}
+            return [CommandResult(o.seq, failure, self.store.head) for o in outcomes], []
 
-    def _prefetch(self, batch: Batch, requests: list[list]) -> None:
+    def _prefetch(self, batch: Batch, requests: list[CommandRequest]) -> None:
         """Load at once every existing stream the batch's commands name (a context says
         which through its optional `stream_ids(name, args)`)."""
         named: dict[str, list[str]] = {}
-        for _, context, name, args, _, _ in requests:
-            module = self.contexts.get(context)
+        for r in requests:
+            module = self.contexts.get(r.context)
             pick = getattr(module, "stream_ids", None)
             if pick is not None:
-                named.setdefault(context, []).extend(pick(name, args))
+                named.setdefault(r.context, []).extend(pick(r.name, r.args))
         for context, stream_ids in named.items():
             batch.prefetch(context, stream_ids, self.contexts[context].AGGREGATE)
 
@@ -73,17 +74,17 @@ class Decider:
         module = self.contexts.get(context)
         handler = module and module.COMMANDS.get(name)
         if handler is None:
-            return {"error": [10, f"not supported: unknown command {name}"]}
+            return {"error": errors.pair(NOT_SUPPORTED, f"unknown command {name}")}
         try:
             events = batch.decide(context, module.AGGREGATE, handler, args, expected)
             return {"success": True, "events": events}
         except Rejected as rejected:
             return {"success": False, "errors": rejected.errors}
         except Unstorable:
-            return {"error": [12, "malformed request: a value is out of range"]}
+            return {"error": errors.pair(MALFORMED, errors.OUT_OF_RANGE)}
         except Exception:  # a bug must cost one reply, never the process
             log.exception("command %s.%s crashed", context, name)
-            return {"error": [13, f"crash: internal error in {name}"]}
+            return {"error": errors.pair(CRASH, f"internal error in {name}")}
 
     def _commit(self, batch: Batch) -> list[Stored]:
         try:

@@ -11,8 +11,6 @@ from write_side.batch import Scope
 from write_side.validation import (as_payload, is_email, is_text, is_whole,
                                    payload_stream_ids)
 
-CONTEXT = "directory"
-
 
 class User(Aggregate):
     def __init__(self, stream_id: str) -> None:
@@ -77,7 +75,7 @@ def _valid(args: dict, fields: tuple[str, ...]) -> dict:
 
 
 def _check_email_free(scope: Scope, email: str, user_id: str | None) -> None:
-    owner = scope.owner("email", email.lower())
+    owner = scope.claim_owner("email", email.lower())
     if owner is not None and owner != user_id:
         raise Rejected("Email is already registered")
 
@@ -127,6 +125,8 @@ def deactivate_user(scope: Scope, args: dict, expected: int | None) -> list[dict
 
 stream_ids = payload_stream_ids  # the batch loads these streams at once
 AGGREGATE = User
+# Exactly the commands registered for "directory" in common/contexts.py: the write side
+# refuses to start otherwise (write_side.contexts.load_all).
 COMMANDS = {
     "CreateUser": create_user,
     "RenameUser": rename_user,

@@ -3,21 +3,24 @@ from __future__ import annotations
 
 import os
 import time
+from typing import NoReturn
 
 import zmq
 
-from common import runtime, wire
-from common.config import FATAL_EXIT, Config
+from common import runtime, store_url, wire
+from common.buckets import BATCH_SIZES, COMMIT_MICROSECONDS, FlatHistogram
+from common.config import FATAL_EXIT, SHARED_STORE_SCHEMES, Config
 from common.log import setup
 from common.security import Curve
 from common.stopping import StopSignal
+from common.timefmt import now_utc
 from common.tuning import collect_garbage_rarely
 from write_side.catchup import CatchupServer
 from write_side.contexts import load_all
 from write_side.decider import Decider
 from write_side.lock import lock_folder
 from write_side.publisher import Publisher
-from write_side.store import EventStore, StoreError
+from write_side.store import StoreCorrupt, StoreError, local_folder, open_store
 
 STATUS_EVERY = 0.5
 # Commands per transaction at most: large enough that a sync is shared by many commands,
@@ -28,27 +31,36 @@ STATUS_EVERY = 0.5
 MAX_BATCH = 2048
 
 
-def store_folder(cfg: Config) -> str:
-    return cfg.data_dir or cfg.runtime_dir or "."
-
-
 class WriteSide:
     def __init__(self, cfg: Config) -> None:
         self.log = setup("write")
         self.cfg = cfg
-        folder = store_folder(cfg)
-        try:
-            os.makedirs(folder, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"data folder {folder} cannot be created: {exc.strerror}") from exc
-        self.lock = lock_folder(folder)
-        self.store = EventStore(os.path.join(folder, "events.sqlite3"), cfg.sync,
-                                max_pages=int(os.environ.get("CQRS_FAULT_MAX_PAGES", "0") or 0))
+        where = store_url.resolve(cfg.store, cfg.data_dir, cfg.runtime_dir)
+        # The store's folder on this host holds the lock that keeps a second write side off
+        # the store, however each named it; a store in memory has none, and needs none.
+        folder = local_folder(where)
+        self.lock = lock_folder(folder) if folder is not None else None
+        # Said in every hello and status: a write side on a store with one writer
+        # replaces any other at the router; one on a shared store joins the others.
+        # (More than one asked for on such a store is refused with the settings:
+        # config.parse.)
+        self.exclusive = where.scheme not in SHARED_STORE_SCHEMES
+        self.store = open_store(where, cfg.sync, max_pages=cfg.fault_max_pages)
+        # Read at start, so that a damaged last event stops the node before it serves; and
+        # a clock behind the store is said once, not at each batch it changes.
+        last, now = self.store.last_recorded_at(), now_utc()
+        if last >= now:
+            self.log.warning("the clock reads %s, not after the store's last event (%s): "
+                             "events are stamped just after that until the clock passes it",
+                             now, last)
         self.decider = Decider(self.store, load_all())
         self.ctx = wire.context()
         self.secure = Curve(self.ctx)
-        self.publisher = Publisher(self.ctx, cfg.events_endpoint, self.secure)
-        self.catchup = CatchupServer(self.ctx, cfg.catchup_endpoint, self.store, self.secure)
+        self.drops = wire.Drops(self.log)  # malformed messages from any peer, in status
+        self.publisher = Publisher(self.ctx, cfg.events_endpoint, cfg.catchup_endpoint,
+                                   self.secure)
+        self.catchup = CatchupServer(self.ctx, cfg.catchup_endpoint, self.store, self.drops,
+                                     self.secure)
         if not cfg.no_sample_data:
             self.publisher.publish(self.decider.seed())
         self.publisher.head = self.store.head
@@ -57,16 +69,22 @@ class WriteSide:
         self.secure.client(self.router)
         self.router.connect(cfg.write_endpoint)
         self.commands = 0
+        # Shown in status as integer counters (common.buckets), for the monitor.
+        self.batch_sizes = FlatHistogram("batch_size", BATCH_SIZES)
+        self.commit_us = FlatHistogram("commit_us", COMMIT_MICROSECONDS)
         self.stop = StopSignal()
         self.router.send_multipart(wire.message(wire.HELLO, self._status()))
         self.log.info("ready: head %d, store in %s", self.store.head, folder)
 
-    def _status(self) -> dict:
-        return {"role": "write", "pid": os.getpid(), "ready": True,
-                "position": self.store.head,
-                "counters": {"commands": self.commands, "published": self.publisher.published,
-                             "dropped_on_purpose": self.publisher.dropped_on_purpose,
-                             "catchup_served": self.catchup.served}}
+    def _status(self) -> wire.Report:
+        return wire.Report("write", os.getpid(), True, self.store.head,
+                           {"commands": self.commands, "published": self.publisher.published,
+                            "dropped_on_purpose": self.publisher.dropped_on_purpose,
+                            "catchup_served": self.catchup.served,
+                            "catchup_not_sent": self.catchup.not_sent,
+                            "dropped_messages": self.drops.count,
+                            **self.batch_sizes.counters(), **self.commit_us.counters()},
+                           self.exclusive)
 
     def run(self) -> None:
         poller = zmq.Poller()
@@ -90,17 +108,25 @@ class WriteSide:
         self.close()
 
     def _take_commands(self) -> None:
-        requests: list[list] = []
+        requests: list[wire.CommandRequest] = []
         while len(requests) < MAX_BATCH:
             try:
-                kind, body = self.router.recv_multipart(zmq.NOBLOCK)
+                parts = self.router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            if kind == wire.CMDS:
-                requests.extend(wire.unpack(body))
+            try:
+                kind, body = wire.frames(parts, 2, "a router message")
+                if kind != wire.COMMANDS:
+                    raise wire.BadFrame(f"unknown kind {kind[:32]!r}")
+                requests.extend(wire.command_requests(body))
+            except wire.BadFrame as bad:
+                self.drops.drop("the router connection", "router", bad)
         if not requests:
             return
+        started = time.monotonic()
         outcomes, stored = self.decider.run(requests)
+        self.commit_us.observe(int((time.monotonic() - started) * 1_000_000))
+        self.batch_sizes.observe(len(requests))
         self.commands += len(requests)
         self.publisher.publish(stored)  # only after the commit; replies only after that
         self.router.send_multipart(wire.message(wire.RESULTS, outcomes))
@@ -117,8 +143,20 @@ def main(cfg: Config) -> None:
     collect_garbage_rarely()
     try:
         side = WriteSide(cfg)
-    except StoreError as exc:
-        setup("write").error("cannot start: %s", exc)
-        runtime.write_fatal(cfg.runtime_dir, str(exc))
-        raise SystemExit(FATAL_EXIT)
-    side.run()
+    except (StoreError, StoreCorrupt) as exc:
+        stop_the_node(cfg, "cannot start", exc)
+    try:
+        side.run()
+    except StoreCorrupt as exc:
+        # Fatal, not a crash: a restart would open the same damaged store and serve what it
+        # still can, so the node stops and says why (the launcher answers error 11).
+        stop_the_node(cfg, "stopping", exc)
+
+
+def stop_the_node(cfg: Config, doing: str, exc: BaseException) -> NoReturn:
+    """Exit with FATAL_EXIT after leaving the reason where the launcher reads it: the
+    supervisor then restarts nothing, and the launcher stops the node, answering every
+    waiting request with error 11 and this reason."""
+    setup("write").error("%s: %s", doing, exc)
+    runtime.write_fatal(cfg.runtime_dir, str(exc))
+    raise SystemExit(FATAL_EXIT)

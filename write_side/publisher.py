@@ -1,19 +1,20 @@
 """Publishes stored events on the PUB socket, and a heartbeat with the head when idle."""
 from __future__ import annotations
 
-import os
-import time
 
 import zmq
 
-from common import wire
+from common import config, wire
 from write_side.store import Stored
 
-HEARTBEAT_EVERY = 0.5  # seconds of silence before a heartbeat; PROTOCOL.md asks at least 1/s
+# Seconds between heartbeats, busy or not: a subscriber learns the head and the catch-up
+# endpoint from them, and one that joins a stream that never pauses must learn them too.
+HEARTBEAT_EVERY = 0.5
 
 
 class Publisher:
-    def __init__(self, ctx: zmq.Context, endpoint: str, secure=None, hwm: int = 20_000) -> None:
+    def __init__(self, ctx: zmq.Context, endpoint: str, catchup_endpoint: str, secure=None,
+                 hwm: int = 20_000) -> None:
         self.socket = ctx.socket(zmq.PUB)
         # Set on purpose: a subscriber more than `hwm` events behind loses the excess and
         # catches up from the store; the queue stays a few MB per subscriber.
@@ -23,10 +24,11 @@ class Publisher:
             secure.server(self.socket, "events")
         self.socket.bind(endpoint)
         self.head = 0
+        self.catchup_endpoint = catchup_endpoint  # announced in every heartbeat
         self.published = 0
-        self._last_sent = 0.0
+        self._last_beat = 0.0
         # Test-only fault injection: skip every Nth publish (0 = never).
-        self._drop_every = int(os.environ.get("CQRS_FAULT_DROP_EVERY", "0") or 0)
+        self._drop_every = config.value("fault_drop_every")
         self.dropped_on_purpose = 0
 
     def publish(self, stored: list[Stored]) -> None:
@@ -41,15 +43,13 @@ class Publisher:
                 continue
             send(f"{event['context']}.{event['type']}".encode(), more)
             send(item.body)
-        if stored:
-            self._last_sent = time.monotonic()
 
     def heartbeat_due(self, now: float) -> bool:
-        return now - self._last_sent >= HEARTBEAT_EVERY
+        return now - self._last_beat >= HEARTBEAT_EVERY
 
     def heartbeat(self, now: float) -> None:
-        self.socket.send_multipart([wire.HEARTBEAT_TOPIC, wire.pack({"head": self.head})])
-        self._last_sent = now
+        self.socket.send_multipart(wire.heartbeat(self.head, self.catchup_endpoint))
+        self._last_beat = now
 
     def close(self) -> None:
         self.socket.close()

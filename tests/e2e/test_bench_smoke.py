@@ -1,10 +1,10 @@
 """Smoke test of the benchmark harness (bench/): the workloads run in-process with tiny sizes
-against the real node, and the verifier refuses wrong replies. No timing is asserted."""
+against the real node, probes and memory readings of real processes, the replay store, the
+Markdown page and the command line. No timing is asserted. (The parts that start no process
+are in tests/unit/test_bench_*.py.)"""
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -12,17 +12,11 @@ import time
 
 import pytest
 
-from bench import cli, markdown, memory, messages, report, store, workloads
-from bench.driver import (NodeProcess, NodeSpec, NotApplicable, baseline_available,
-                          default_spec, parse_spec)
-from bench.runner import Series, probe, run_workload
-from bench.targets import TARGETS, Target
+from bench import cli, markdown, memory, messages, store, workloads
+from bench.driver import NodeProcess, NodeSpec, baseline_available, default_spec, parse_spec
+from bench.runner import probe
 from bench.verify import ReplyMismatch, body, verify
-
-TINY = workloads.Sizes(startup_starts=1, commands=20, queries=20, mixed_pairs=10,
-                       latency_requests=10, cmd_latency_requests=5, memory_users=20, window=8,
-                       replica_queries=20, replay_events=12, replay_empty_starts=1,
-                       run_cap=30.0)
+from tests.support.bench_samples import NODES, SAMPLE_SERIES, TINY
 
 
 @pytest.mark.parametrize("name", list(workloads.WORKLOADS))
@@ -32,42 +26,6 @@ def test_workload_returns_positive_numbers(name):
     assert set(result.values) == set(metrics)
     assert all(value > 0 for value in result.values.values()), result.values
     assert not result.capped
-
-
-# -- the verifier ------------------------------------------------------------------------
-
-def _good() -> tuple[list[dict], list[str]]:
-    """Expected replies and matching reply lines for a create-then-get pair."""
-    pairs = [messages.env_create(2, "u1", "Ann"), messages.env_get(3, "u1", "Ann")]
-    _, expected = messages.split(pairs)
-    lines = [json.dumps({"type": "command_result", "in_reply_to": 2, "success": True,
-                         "events": [{"eventType": "UserCreated", "aggregateId": "u1"}]}),
-             json.dumps({"type": "query_result", "in_reply_to": 3,
-                         "data": {"id": "u1", "name": "Ann"}})]
-    return expected, lines
-
-
-def test_verifier_accepts_right_replies():
-    expected, lines = _good()
-    verify(expected, lines)
-    verify(expected, [line.encode() for line in lines])
-
-
-@pytest.mark.parametrize("mangle", [
-    lambda ls: ls[:1],                                               # a reply missing
-    lambda ls: ls + ls[1:],                                          # one too many
-    lambda ls: ls[::-1],                                             # out of order
-    lambda ls: [ls[0].replace("true", "false"), ls[1]],              # command failed
-    lambda ls: [ls[0], ls[1].replace('{"id": "u1", "name": "Ann"}', "null")],  # query missed it
-    lambda ls: [ls[0], ls[1].replace('"in_reply_to": 3', '"in_reply_to": 4')],
-    lambda ls: [ls[0], ls[1].replace('"Ann"', '"Bob"')],
-    lambda ls: [ls[0], '{"type": "error", "in_reply_to": 3, "code": 0, "text": "timeout"}'],
-    lambda ls: [ls[0], "not json"],
-], ids=["missing", "extra", "order", "failed", "stale", "in_reply_to", "data", "error", "garbage"])
-def test_verifier_rejects_wrong_replies(mangle):
-    expected, lines = _good()
-    with pytest.raises(ReplyMismatch):
-        verify(expected, mangle(lines))
 
 
 # -- other node commands -----------------------------------------------------------------
@@ -100,12 +58,6 @@ def test_a_node_with_wrong_answers_gets_no_number(tmp_path):
     spec.data_dir_flag = False
     with pytest.raises(ReplyMismatch):
         workloads.queries(spec, TINY)
-
-
-def test_node_command_takes_leading_environment_words():
-    spec = parse_spec("CQRS_SYNC=normal python run_node.py --envelope", "n")
-    assert spec.env == {"CQRS_SYNC": "normal"}
-    assert spec.argv == ["python", "run_node.py", "--envelope"]
 
 
 # -- memory of a process tree ------------------------------------------------------------
@@ -164,20 +116,7 @@ def test_memory_of_a_gone_process_is_zero():
     assert memory.tree_memory(gone.pid).peak_mb == 0
 
 
-# -- workloads that do not apply ---------------------------------------------------------
-
-def test_not_applicable_is_reported_as_na_not_failure():
-    spec = NodeSpec("nodurable", [sys.executable, "-c", "raise SystemExit(9)"],
-                    durable=False, read_replicas=False)
-    with pytest.raises(NotApplicable):
-        workloads.replay(spec, TINY)
-    series = run_workload("replicas", [spec], TINY, runs=3)
-    assert all(s.not_applicable and not s.error and not s.values for s in series)
-    assert all(s.median() is None for s in series)
-    text = report.table(series, ["nodurable"])
-    assert "n/a" in text and "FAILED" not in text
-    assert any("n/a" in line for line in report.notes(series, ["nodurable"]))
-
+# -- capabilities --------------------------------------------------------------------
 
 def test_probe_finds_the_capabilities(tmp_path):
     real, fake = default_spec(), _fake_node(tmp_path, "John")
@@ -219,47 +158,7 @@ def test_replay_check_fails_on_a_store_without_the_events(tmp_path):
         workloads._restart(default_spec(), str(tmp_path / "empty"), built.checks, 30.0)
 
 
-def test_store_needs_enough_events(tmp_path):
-    with pytest.raises(ValueError):
-        store.build_store(default_spec(), 3, str(tmp_path))
-
-
-# -- report, targets, Markdown, plot -----------------------------------------------------
-
-def _series(metric: str, unit: str, better: str, node: str, values: list[float],
-            **kw) -> Series:
-    return Series(metric.split()[0], metric, unit, better, node, values, **kw)
-
-
-SAMPLE_SERIES = [
-    _series("commands", "cmd/s", "higher", "main", [30_000, 32_000, 31_000]),
-    _series("commands", "cmd/s", "higher", "baseline", [40_000, 41_000, 39_000]),
-    _series("latency p50", "us", "lower", "main", [300, 310, 290]),
-    _series("latency p50", "us", "lower", "baseline", [100, 100, 100]),
-    _series("replay restart", "s", "lower", "main", [1.5, 1.6, 1.4]),
-    _series("replay restart", "s", "lower", "baseline", [],
-            not_applicable="the node keeps no data across restarts"),
-]
-NODES = ["main", "baseline"]
-
-
-def test_ratios_are_oriented_so_above_one_is_better():
-    rows = {r.metric: r for r in report.rows(SAMPLE_SERIES, NODES)}
-    assert rows["commands"].ratios["main"] == pytest.approx(31_000 / 40_000)
-    assert rows["latency p50"].ratios["main"] == pytest.approx(100 / 300)
-    assert rows["replay restart"].ratios["main"] is None
-    assert rows["commands"].verdict == "yes"  # >= 30,000/s and 0.775x >= 0.6x
-    assert rows["latency p50"].verdict == "NO"  # 300 us > 250 us
-    assert rows["replay restart"].verdict == "yes"
-
-
-def test_targets_judge_limit_and_ratio():
-    assert TARGETS["commands"].met(31_000, 0.7) is True
-    assert TARGETS["commands"].met(31_000, 0.5) is False
-    assert TARGETS["commands"].met(29_000, 2.0) is False
-    assert Target(250, "lower").met(300, None) is False
-    assert Target(250, "lower").met(None, None) is None
-
+# -- Markdown (its machine lines ask the system), plot (matplotlib may ask fontconfig) --
 
 def test_markdown_has_machine_command_and_table(tmp_path):
     path = tmp_path / "BENCH.md"
@@ -310,13 +209,6 @@ def test_cli_runs_main_against_the_baseline_and_writes_markdown(tmp_path, capsys
     assert "| startup | ms | 1/1 |" in page.read_text()
 
 
-def test_node_keywords_take_environment_and_arguments():
-    spec = parse_spec("CQRS_SYNC=normal main --read-replicas 2", "n")
-    assert spec.argv == default_spec().argv + ["--read-replicas", "2"]
-    assert spec.env == {"CQRS_SYNC": "normal"}
-    assert parse_spec("baseline", "b").read_replicas is False
-
-
 def test_a_missing_program_leaves_no_data_folder(tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
@@ -324,18 +216,3 @@ def test_a_missing_program_leaves_no_data_folder(tmp_path):
     with pytest.raises(OSError):
         NodeProcess(spec, data_dir=str(folder))
     assert not folder.exists()
-
-
-def test_a_copy_without_snapshots_keeps_only_the_rest(tmp_path):
-    folder = tmp_path / "built"
-    folder.mkdir()
-    for name in ("events.sqlite3", "read-side.snapshot", "read-side.snapshot.lock"):
-        (folder / name).write_bytes(b"x")
-    built = store.Store(str(folder), 1, ("a", "A"), ("b", "B"))
-    with_all, without = store.copy_store(built), store.copy_store(built, snapshots=False)
-    try:
-        assert sorted(os.listdir(with_all)) == sorted(os.listdir(folder))
-        assert os.listdir(without) == ["events.sqlite3"]
-    finally:
-        shutil.rmtree(with_all)
-        shutil.rmtree(without)

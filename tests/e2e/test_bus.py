@@ -12,27 +12,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from tests.support import dialogue
-from tests.support.dialogue import Reply, assert_error, assert_reply, failed, ok, result
-from tests.support.nodeproc import Node, run_lines
+from tests.support.bus import (change_email, command, create, created_id, deactivate,
+                               email_changed, find_by_email, get_user, list_users, new_email,
+                               query, rename, user_created, user_deactivated, user_renamed)
+from tests.support.dialogue import (Reply, assert_error, assert_reply, failed, ok, result, unique,
+                                    user)
+from tests.support.nodeproc import run_lines
 
 SAMPLE = {"id": "user-123", "name": "John Doe"}
 SAMPLE_EMAIL = "john.doe@example.com"
-
-
-# -- helpers ---------------------------------------------------------------------------
-
-def unique(prefix: str = "u") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def new_email(tag: str = "u") -> str:
-    """A fresh, valid email no other test uses."""
-    return f"{unique(tag)}@example.com"
 
 
 class Session(dialogue.Session):
@@ -46,98 +39,10 @@ class Session(dialogue.Session):
         return uid
 
 
-# request bodies (msg_id is added by Session)
-
-def command(ctype: str, payload: Any, **top: Any) -> dict:
-    return {"type": ctype, "payload": payload, **top}
-
-
-def create(name: Any, email: Any, **payload: Any) -> dict:
-    top = {k: payload.pop(k) for k in ("expected_version", "command_id") if k in payload}
-    return command("CreateUser", {"name": name, "email": email, **payload}, **top)
-
-
-def rename(uid: str, name: Any, **top: Any) -> dict:
-    return command("RenameUser", {"id": uid, "name": name}, **top)
-
-
-def change_email(uid: str, email: Any, **top: Any) -> dict:
-    return command("ChangeEmail", {"id": uid, "email": email}, **top)
-
-
-def deactivate(uid: str, **top: Any) -> dict:
-    return command("DeactivateUser", {"id": uid}, **top)
-
-
-def query(qtype: str, **params: Any) -> dict:
-    return {"type": qtype, "params": params}
-
-
-def get_user(uid: str) -> dict:
-    return query("GetUser", user_id=uid)
-
-
-def find_by_email(email: str) -> dict:
-    return query("FindUserByEmail", email=email)
-
-
-def list_users(**params: Any) -> dict:
-    return query("ListUsers", **params)
-
-
-# expected replies (in_reply_to is filled in by assert_reply)
-
-
-def user(uid: str, name: str) -> dict:
-    return {"id": uid, "name": name}
-
-
-def user_created(uid: str, name: str) -> dict:
-    return {"type": "UserCreated", "payload": {"id": uid, "name": name}}
-
-
-def user_renamed(uid: str, name: str) -> dict:
-    return {"type": "UserRenamed", "payload": {"id": uid, "name": name}}
-
-
-def email_changed(uid: str) -> dict:
-    return {"type": "UserEmailChanged", "payload": {"id": uid}}
-
-
-def user_deactivated(uid: str) -> dict:
-    return {"type": "UserDeactivated", "payload": {"id": uid}}
-
-
-def created_id(reply: Reply) -> str:
-    """The id in a CreateUser success reply; it must be a canonical UUID string."""
-    body = reply.body
-    assert body.get("success") is True, reply.line
-    uid = body["events"][0]["payload"]["id"]
-    assert str(uuid.UUID(uid)) == uid, f"not a canonical UUID: {uid!r}"
-    return uid
-
-
-# -- fixtures --------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def shared_node() -> Iterator[Node]:
-    node = Node()
-    yield node
-    node.stop()
-
-
 @pytest.fixture
-def s(shared_node: Node) -> Session:
-    """The module's shared node (sample data on), drained of any leftover reply."""
-    session = Session(shared_node)
-    session.sync()
-    return session
-
-
-@pytest.fixture
-def empty(node_factory) -> Session:
-    """A node of this test's own, with an empty store."""
-    return Session(node_factory("--no-sample-data"))
+def session_class() -> type[Session]:
+    """`s` and `empty` (tests/e2e/conftest.py) talk through this dialect's Session."""
+    return Session
 
 
 # -- commands: success replies ---------------------------------------------------------

@@ -9,33 +9,20 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 
-import msgpack
 import pytest
 
-from tests.support.nodeproc import wait_until
-from tests.e2e.test_recovery import role_pid
+from common import store_url
+from tests.support import bus, envelope
+from tests.support.nodeproc import role_pid, wait_until
+from tests.support.pipeline import run_all, run_commands
+from tests.support.stats import process
+from write_side.store import read_events
 
 TIMEOUT = 60.0  # generous: a busy 2-core machine
-STATS_ID = 1_000_000_000  # msg_id of stats requests, far from the scripts' ids
 
 
 # -- talking to the node ------------------------------------------------------------------
-
-def stats(node) -> dict:
-    """One stats answer (call only when no other reply is outstanding)."""
-    reply = node.request({"type": "stats", "msg_id": STATS_ID}, timeout=TIMEOUT)
-    assert reply["type"] == "stats_result" and reply["in_reply_to"] == STATS_ID, reply
-    return reply["data"]
-
-
-def process(node, role: str) -> dict:
-    """The single back-end process of this role, as stats shows it ({} if none is known)."""
-    found = [p for p in stats(node)["processes"] if p["role"] == role]
-    assert len(found) <= 1, found
-    return found[0] if found else {}
-
 
 def wait_process(node, role: str, done, timeout: float = TIMEOUT) -> dict:
     """Poll stats until done(entry) holds for the process of this role; return its entry.
@@ -60,38 +47,12 @@ def wait_read_at(node, position: int, timeout: float = TIMEOUT) -> dict:
                         and p["counters"].get("applied") == position, timeout)
 
 
-def run_all(node, messages: list[dict], chunk: int = 5_000) -> list[dict]:
-    """Pipeline the messages `chunk` at a time, reading one reply each, in order."""
-    replies = []
-    for start in range(0, len(messages), chunk):
-        part = messages[start:start + chunk]
-        node.send(*part)
-        replies += [node.read(timeout=TIMEOUT) for _ in part]
-    assert [r.get("in_reply_to") for r in replies] == [m["msg_id"] for m in messages]
-    return replies
-
-
-def assert_all_succeeded(replies: list[dict]) -> None:
-    failed = [r for r in replies if r.get("success") is not True]
-    assert not failed, failed[:3]
-
-
 # -- the store and its fold ---------------------------------------------------------------
 
 def store_events(data_dir) -> list[dict]:
-    """Every stored event (its msgpack body), in position order, read-only."""
-    db = sqlite3.connect(f"file:{data_dir}/events.sqlite3?mode=ro", uri=True)
-    try:
-        rows = db.execute("SELECT position, context, stream_id, version, body FROM events "
-                          "ORDER BY position").fetchall()
-    finally:
-        db.close()
-    events = []
-    for position, context, stream_id, version, body in rows:
-        event = msgpack.unpackb(body, raw=False)
-        assert (event["position"], event["context"], event["stream_id"], event["version"]) == \
-               (position, context, stream_id, version)
-        events.append(event)
+    """Every stored event, in position order, read through the store interface (read-only:
+    the node may still be running)."""
+    events = read_events(store_url.resolve("", str(data_dir), ""))
     assert [e["position"] for e in events] == list(range(1, len(events) + 1)), "store has gaps"
     return events
 
@@ -139,19 +100,14 @@ def check_projections(node, data_dir, first_id: int) -> Fold:
         expected.append({"type": "query_result", "in_reply_to": message["msg_id"], "data": data})
 
     for sid in fold.users["accounts"]:
-        ask({"type": "query", "query": {"type": "GetUser", "params": {"userId": sid}}},
-            fold.get_user("accounts", sid))
-        ask({"type": "query", "query": {"type": "GetUserHistory", "params": {"userId": sid}}},
-            fold.history[sid])
+        ask(envelope.get_user(sid), fold.get_user("accounts", sid))
+        ask(envelope.history(sid), fold.history[sid])
     for sid in fold.users["directory"]:
-        ask({"type": "GetUser", "params": {"user_id": sid}}, fold.get_user("directory", sid))
-    for context in ("directory", "accounts"):
+        ask(bus.get_user(sid), fold.get_user("directory", sid))
+    for context, dialect in (("directory", bus), ("accounts", envelope)):
         listed = fold.listed(context)
         for page in range(1, len(listed) // 1000 + 2):  # the last page is short (maybe empty)
-            params = {"page": page, "limit": 1000}
-            message = ({"type": "ListUsers", "params": params} if context == "directory" else
-                       {"type": "query", "query": {"type": "ListUsers", "params": params}})
-            ask(message, listed[(page - 1) * 1000:page * 1000])
+            ask(dialect.list_users(page=page, limit=1000), listed[(page - 1) * 1000:page * 1000])
 
     replies = run_all(node, queries)
     wrong = [(q, r, e) for q, r, e in zip(queries, replies, expected) if r != e]
@@ -162,39 +118,26 @@ def check_projections(node, data_dir, first_id: int) -> Fold:
 
 # -- scripts --------------------------------------------------------------------------------
 
-def bus_create(msg_id: int, i: int) -> dict:
-    return {"type": "CreateUser", "msg_id": msg_id,
-            "payload": {"name": f"bus-{i}", "email": f"bus-{i}@example.com"}}
-
-
-def env_command(msg_id: int, kind: str, sid: str, name: str | None = None) -> dict:
-    payload = {"id": sid} if name is None else {"id": sid, "name": name}
-    return {"type": "command", "msg_id": msg_id, "command": {"type": kind, "payload": payload}}
-
-
 def mixed_commands(node, users: int, renames: int, deletes: int) -> int:
     """Create `users` users in each context, rename across both, delete some accounts users,
     in pipelined chunks of 200 so that each chunk's lost events show up as gaps.
     Every command succeeds and appends exactly one event; returns the number of commands."""
     creates = []
     for i in range(users):
-        creates.append(bus_create(len(creates) + 1, i))
-        creates.append(env_command(len(creates) + 1, "CreateUser", f"acc-{i}", f"acc-{i}"))
-    replies = run_all(node, creates, chunk=200)
-    assert_all_succeeded(replies)
+        creates.append(bus.create(f"bus-{i}", f"bus-{i}@example.com", msg_id=len(creates) + 1))
+        creates.append(envelope.create(f"acc-{i}", f"acc-{i}", msg_id=len(creates) + 1))
+    replies = run_commands(node, creates, chunk=200)
     bus_ids = [r["events"][0]["payload"]["id"] for r in replies[0::2]]
 
     later, base = [], len(creates) + 1
     for i in range(renames):
         if i % 2:
-            later.append({"type": "RenameUser", "msg_id": base + len(later),
-                          "payload": {"id": bus_ids[i % users], "name": f"bus-{i}-r"}})
+            later.append(bus.rename(bus_ids[i % users], f"bus-{i}-r", msg_id=base + len(later)))
         else:
-            later.append(env_command(base + len(later), "RenameUser", f"acc-{i % users}",
-                                     f"acc-{i}-r"))
+            later.append(envelope.rename(f"acc-{i % users}", f"acc-{i}-r", msg_id=base + len(later)))
     for i in range(deletes):
-        later.append(env_command(base + len(later), "DeleteUser", f"acc-{i * 3 % users}"))
-    assert_all_succeeded(run_all(node, later, chunk=200))
+        later.append(envelope.delete(f"acc-{i * 3 % users}", msg_id=base + len(later)))
+    run_commands(node, later, chunk=200)
     return len(creates) + len(later)
 
 
@@ -229,11 +172,10 @@ def test_lost_last_event_is_recovered_by_the_heartbeat_alone(node_factory, tmp_p
     node = node_factory("--data-dir", str(tmp_path), "--no-sample-data",
                         env={"CQRS_FAULT_DROP_EVERY": "6"})
     wait_read_at(node, 0)
-    assert_all_succeeded(run_all(node, [env_command(1, "CreateUser", "hb-1", "One")]))
+    run_commands(node, [envelope.create("hb-1", "One", msg_id=1)])
     before = wait_read_at(node, 1)["counters"]
 
-    assert_all_succeeded(run_all(node, [env_command(i, "CreateUser", f"hb-{i}", f"N{i}")
-                                        for i in range(2, 7)]))
+    run_commands(node, [envelope.create(f"hb-{i}", f"N{i}", msg_id=i) for i in range(2, 7)])
     after = wait_read_at(node, 6)["counters"]  # no query was sent: nothing nudged it
     delta = {k: after[k] - before[k] for k in after}
     assert delta["received"] == 4 and delta["gaps"] == 0, delta  # 2..5 live, 6 lost, no gap seen
@@ -241,9 +183,7 @@ def test_lost_last_event_is_recovered_by_the_heartbeat_alone(node_factory, tmp_p
     writer = wait_process(node, "write", lambda p: p["counters"]["published"] == 6)
     assert writer["counters"]["dropped_on_purpose"] == 1, writer
 
-    replies = run_all(node, [
-        {"type": "query", "msg_id": 10, "query": {"type": "GetUser", "params": {"userId": "hb-6"}}},
-        {"type": "query", "msg_id": 11, "query": {"type": "ListUsers", "params": {}}}])
+    replies = run_all(node, [envelope.get_user("hb-6", msg_id=10), envelope.list_users(msg_id=11)])
     assert replies[0]["data"] == {"id": "hb-6", "name": "N6"}
     assert replies[1]["data"] == [{"id": "hb-1", "name": "One"}] + \
         [{"id": f"hb-{i}", "name": f"N{i}"} for i in range(2, 7)]
@@ -264,17 +204,18 @@ def test_read_side_frozen_through_a_burst_converges(node_factory, tmp_path):
     It goes in chunks of 5,000 commands: one pipeline of 120,000 outlasts the 5 s deadline."""
     node = node_factory("--data-dir", str(tmp_path))
     streams = 200
-    assert_all_succeeded(run_all(node, [env_command(i + 1, "CreateUser", f"f-{i}", f"f-{i}")
-                                        for i in range(streams)]))
+    run_commands(node, [envelope.create(f"f-{i}", f"f-{i}", msg_id=i + 1)
+                        for i in range(streams)])
     before = wait_read_at(node, 4 + streams)["counters"]
     reader = role_pid(node, "read_side")
 
     os.kill(reader, signal.SIGSTOP)
     try:
-        burst = [env_command(1000 + i, "RenameUser", f"f-{i % streams}", f"f-{i}")
+        burst = [envelope.rename(f"f-{i % streams}", f"f-{i}", msg_id=1000 + i)
                  for i in range(BURST)]
-        burst += [bus_create(1000 + BURST + i, i) for i in range(500)]
-        assert_all_succeeded(run_all(node, burst))
+        burst += [bus.create(f"bus-{i}", f"bus-{i}@example.com", msg_id=1000 + BURST + i)
+                  for i in range(500)]
+        run_commands(node, burst)
     finally:
         os.kill(reader, signal.SIGCONT)
     head = 4 + streams + len(burst)

@@ -11,16 +11,20 @@ line json.dumps(expected) would write (key order, separators, escapes), as the g
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from tests.support import dialogue
-from tests.support.dialogue import Reply, assert_error, assert_reply, failed, ok, result
-from tests.support.nodeproc import Node, run_lines
+from tests.support.dialogue import (Reply, assert_error, assert_reply, failed, maelstrom, result,
+                                    unique, user)
+from tests.support.envelope import (at_time, command, create, created, delete, deleted,
+                                    get_user, history, list_users, query, rename, renamed,
+                                    user_at)
+from tests.support.formats import CANONICAL_TIME, TIME_FORM, parse_time
+from tests.support.nodeproc import run_lines
 
 SAMPLE_HISTORY = [
     {"eventType": "UserCreated", "version": 1, "recordedAt": "2024-01-01T00:00:00.000000Z",
@@ -30,18 +34,12 @@ SAMPLE_HISTORY = [
     {"eventType": "UserRenamed", "version": 3, "recordedAt": "2024-02-01T00:00:00.000000Z",
      "data": {"name": "John"}},
 ]
-RECORDED_AT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
-TIME_FORM = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 ID_REQ, NAME_REQ = "Id is required", "Name is required"
 NOT_FOUND, DELETED = "User not found", "User is deleted"
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-def unique(prefix: str = "acc") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
 
 def exists(uid: str) -> str:
     return f"User {uid} already exists"
@@ -62,72 +60,6 @@ class Session(dialogue.Session):
         return assert_history(self.call(history(uid)), list(entries))
 
 
-# request bodies (msg_id is added by Session)
-
-def command(ctype: str, payload: Any, **extra: Any) -> dict:
-    """extra: expectedVersion / commandId, which sit in the command object."""
-    return {"type": "command", "command": {"type": ctype, "payload": payload, **extra}}
-
-
-def create(uid: str, name: str, **extra: Any) -> dict:
-    return command("CreateUser", {"id": uid, "name": name}, **extra)
-
-
-def rename(uid: str, name: str, **extra: Any) -> dict:
-    return command("RenameUser", {"id": uid, "name": name}, **extra)
-
-
-def delete(uid: str, **extra: Any) -> dict:
-    return command("DeleteUser", {"id": uid}, **extra)
-
-
-def query(qtype: str, **params: Any) -> dict:
-    return {"type": "query", "query": {"type": qtype, "params": params}}
-
-
-def get_user(uid: str) -> dict:
-    return query("GetUser", userId=uid)
-
-
-def at_time(uid: str, timestamp: Any) -> dict:
-    return query("GetUserAtTime", userId=uid, timestamp=timestamp)
-
-
-def history(uid: str) -> dict:
-    return query("GetUserHistory", userId=uid)
-
-
-def list_users(**params: Any) -> dict:
-    return query("ListUsers", **params)
-
-
-# expected replies (in_reply_to is filled in by assert_reply)
-
-
-def created(uid: str) -> dict:
-    return ok({"eventType": "UserCreated", "aggregateId": uid})
-
-
-def renamed(uid: str) -> dict:
-    return ok({"eventType": "UserRenamed", "aggregateId": uid})
-
-
-def deleted(uid: str) -> dict:
-    return ok({"eventType": "UserDeleted", "aggregateId": uid})
-
-
-def user(uid: str, name: str) -> dict:
-    return {"id": uid, "name": name}
-
-
-def user_at(uid: str, name: str, timestamp: str) -> dict:
-    return {"id": uid, "name": name, "at_time": timestamp}
-
-
-def parse_recorded_at(text: str) -> datetime:
-    return datetime.strptime(text, TIME_FORM).replace(tzinfo=timezone.utc)
-
-
 def assert_history(reply: Reply, entries: list[tuple[str, dict]]) -> list[str]:
     """A GetUserHistory reply of new events: exact apart from recordedAt, which must be in the
     node's one time form (UTC, microseconds, Z), recent, and not decreasing. Returns those times."""
@@ -135,11 +67,11 @@ def assert_history(reply: Reply, entries: list[tuple[str, dict]]) -> list[str]:
     assert isinstance(data, list) and len(data) == len(entries), reply.line
     times = [entry.get("recordedAt") if isinstance(entry, dict) else None for entry in data]
     for t in times:
-        assert isinstance(t, str) and RECORDED_AT.fullmatch(t), f"recordedAt {t!r} not in the form"
+        assert isinstance(t, str) and CANONICAL_TIME.fullmatch(t), f"recordedAt {t!r} not in the form"
     assert_reply(reply, result([{"eventType": etype, "version": n, "recordedAt": t, "data": d}
                                 for n, ((etype, d), t) in enumerate(zip(entries, times), 1)]))
     now = datetime.now(timezone.utc)
-    parsed = [parse_recorded_at(t) for t in times]
+    parsed = [parse_time(t) for t in times]
     assert all(abs(now - p) < timedelta(minutes=10) for p in parsed), times
     assert parsed == sorted(parsed), times
     return times
@@ -147,43 +79,26 @@ def assert_history(reply: Reply, entries: list[tuple[str, dict]]) -> list[str]:
 
 def shift(recorded_at: str, microseconds: int) -> str:
     """A recordedAt moved by some microseconds, in the same form."""
-    return (parse_recorded_at(recorded_at) + timedelta(microseconds=microseconds)).strftime(TIME_FORM)
-
-
-# -- fixtures --------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def shared_node() -> Iterator[Node]:
-    node = Node()
-    yield node
-    node.stop()
+    return (parse_time(recorded_at) + timedelta(microseconds=microseconds)).strftime(TIME_FORM)
 
 
 @pytest.fixture
-def s(shared_node: Node) -> Session:
-    """The module's shared node (sample data on), drained of any leftover reply."""
-    session = Session(shared_node)
-    session.sync()
-    return session
-
-
-@pytest.fixture
-def empty(node_factory) -> Session:
-    """A node of this test's own, with an empty store."""
-    return Session(node_factory("--no-sample-data"))
+def session_class() -> type[Session]:
+    """`s` and `empty` (tests/e2e/conftest.py) talk through this dialect's Session."""
+    return Session
 
 
 # -- commands: success replies ---------------------------------------------------------
 
 def test_create_user(s: Session) -> None:
-    uid = unique()
+    uid = unique("acc")
     s.expect((create(uid, "Ann"), created(uid)),
              (get_user(uid), result(user(uid, "Ann"))))
     s.history(uid, ("UserCreated", {"name": "Ann"}))
 
 
 def test_rename_user(s: Session) -> None:
-    uid = unique()
+    uid = unique("acc")
     s.expect((create(uid, "Ann"), created(uid)),
              (rename(uid, "Anna"), renamed(uid)),
              (get_user(uid), result(user(uid, "Anna"))),
@@ -192,7 +107,7 @@ def test_rename_user(s: Session) -> None:
 
 
 def test_delete_user(s: Session) -> None:
-    uid = unique()
+    uid = unique("acc")
     s.expect((create(uid, "Del"), created(uid)),
              (delete(uid), deleted(uid)),
              (get_user(uid), result(None)))
@@ -201,7 +116,7 @@ def test_delete_user(s: Session) -> None:
 
 
 def test_names_are_stored_as_given(s: Session) -> None:
-    uid = unique()
+    uid = unique("acc")
     name = "J\u00f6rg \u65e5\u672c \"quoted\""
     s.expect((create(uid, name), created(uid)), (get_user(uid), result(user(uid, name))))
 
@@ -238,7 +153,7 @@ def test_payload_errors_are_reported_together_and_first(s: Session, ctype: str, 
 
 def test_unknown_id(s: Session) -> None:
     """An unknown stream has version 0; the version check comes before existence."""
-    uid = unique()
+    uid = unique("acc")
     s.expect((rename(uid, "X"), failed(NOT_FOUND)),
              (delete(uid), failed(NOT_FOUND)),
              (rename(uid, "X", expectedVersion=0), failed(NOT_FOUND)),
@@ -251,7 +166,7 @@ def test_unknown_id(s: Session) -> None:
 
 
 def test_expected_version_on_an_existing_user(s: Session) -> None:
-    uid = unique()
+    uid = unique("acc")
     s.expect((create(uid, "V"), created(uid)),
              (rename(uid, "V0", expectedVersion=0), failed("Expected version 0, got 1")),
              (rename(uid, "V2", expectedVersion=2), failed("Expected version 2, got 1")),
@@ -265,7 +180,7 @@ def test_expected_version_on_an_existing_user(s: Session) -> None:
 
 
 def test_deleted_user(s: Session) -> None:
-    uid = unique()
+    uid = unique("acc")
     s.expect((create(uid, "D"), created(uid)),
              (delete(uid), deleted(uid)),
              (rename(uid, "X"), failed(DELETED)),
@@ -280,7 +195,7 @@ def test_deleted_user(s: Session) -> None:
 # -- CreateUser: idempotent repeat -----------------------------------------------------
 
 def test_create_again_with_the_same_name_succeeds_and_appends_nothing(s: Session) -> None:
-    uid = unique()
+    uid = unique("acc")
     s.expect((create(uid, "Same"), created(uid)))
     first = s.history(uid, ("UserCreated", {"name": "Same"}))
     s.expect((create(uid, "Same"), created(uid)),
@@ -292,7 +207,7 @@ def test_create_again_with_the_same_name_succeeds_and_appends_nothing(s: Session
 
 
 def test_create_again_compares_with_the_created_name_not_the_current_one(s: Session) -> None:
-    uid = unique()
+    uid = unique("acc")
     s.expect((create(uid, "Before"), created(uid)),
              (rename(uid, "After"), renamed(uid)),
              (create(uid, "Before"), created(uid)),
@@ -302,7 +217,7 @@ def test_create_again_compares_with_the_created_name_not_the_current_one(s: Sess
 
 
 def test_a_deleted_id_stays_taken(s: Session) -> None:
-    uid = unique()
+    uid = unique("acc")
     s.expect((create(uid, "Gone"), created(uid)),
              (delete(uid), deleted(uid)),
              (create(uid, "Gone"), created(uid)),
@@ -314,17 +229,11 @@ def test_a_deleted_id_stays_taken(s: Session) -> None:
 
 def test_sample_data_on_a_fresh_node() -> None:
     """All lines written at once and stdin closed, the way the grader runs the node."""
-    def cmd(msg_id: int, payload: dict) -> dict:
-        return {"type": "command", "msg_id": msg_id, "command": {"type": "CreateUser", "payload": payload}}
-
-    def qry(msg_id: int, qtype: str, params: dict) -> dict:
-        return {"type": "query", "msg_id": msg_id, "query": {"type": qtype, "params": params}}
-
-    lines = [qry(1, "ListUsers", {}),
-             cmd(2, {"id": "user-123", "name": "John"}),  # the sample's UserCreated name: a repeat
-             cmd(3, {"id": "user-123", "name": "John Doe"}),
-             qry(4, "GetUserHistory", {"userId": "user-123"}),
-             qry(5, "GetUser", {"userId": "user-123"})]
+    lines = [list_users(msg_id=1),
+             create("user-123", "John", msg_id=2),  # the sample's UserCreated name: a repeat
+             create("user-123", "John Doe", msg_id=3),
+             history("user-123", msg_id=4),
+             get_user("user-123", msg_id=5)]
     out, code, _ = run_lines(lines)
     assert out == [json.dumps(x) for x in [
         {"type": "query_result", "in_reply_to": 1, "data": [user("user-123", "John")]},
@@ -341,12 +250,12 @@ def test_sample_data_on_a_fresh_node() -> None:
 
 def test_get_user(s: Session) -> None:
     s.expect((get_user("user-123"), result(user("user-123", "John"))),
-             (get_user(unique()), result(None)))
+             (get_user(unique("acc")), result(None)))
 
 
 def test_sample_history(s: Session) -> None:
     s.expect((history("user-123"), result(SAMPLE_HISTORY)),
-             (history(unique()), result([])))
+             (history(unique("acc")), result([])))
 
 
 AT_TIME = [
@@ -387,7 +296,7 @@ def test_get_user_at_time_on_the_sample_timeline(s: Session, timestamp: str, nam
 
 def test_get_user_at_time_of_new_events(s: Session) -> None:
     """Instants taken from the stream's own recordedAt values, to the microsecond."""
-    uid = unique()
+    uid = unique("acc")
     s.expect((create(uid, "T1"), created(uid)))
     s.expect((rename(uid, "T2"), renamed(uid)))
     s.expect((delete(uid), deleted(uid)))
@@ -408,8 +317,8 @@ def test_get_user_at_time_of_new_events(s: Session) -> None:
 
 
 def test_get_user_at_time_of_an_unknown_user_is_null(s: Session) -> None:
-    s.expect((at_time(unique(), "2024-01-10T00:00:00Z"), result(None)),
-             (at_time(unique(), "2100-01-01T00:00:00Z"), result(None)))
+    s.expect((at_time(unique("acc"), "2024-01-10T00:00:00Z"), result(None)),
+             (at_time(unique("acc"), "2100-01-01T00:00:00Z"), result(None)))
 
 
 @pytest.mark.parametrize("body", [
@@ -486,7 +395,7 @@ def test_list_users_hides_deleted_and_keeps_creation_order(empty: Session) -> No
 
 def test_pipelined_lifecycle_of_one_user(s: Session) -> None:
     """Many lines at once: replies in input order, each query sees every command before it."""
-    uid = unique()
+    uid = unique("acc")
     replies = s.expect(
         (get_user(uid), result(None)),
         (create(uid, "P1"), created(uid)),
@@ -517,13 +426,9 @@ def test_pipelined_creates_then_queries(empty: Session) -> None:
 
 def test_envelope_flag_wraps_replies() -> None:
     """--envelope: {"src": request dest, "dest": request src, "body": reply}."""
-    def wrap(body: dict) -> dict:
-        return {"src": "c1", "dest": "n1", "body": body}
-
-    lines = [wrap({"type": "command", "msg_id": 1,
-                   "command": {"type": "CreateUser", "payload": {"id": "w-1", "name": "W"}}}),
-             wrap({"type": "query", "msg_id": 2, "query": {"type": "GetUser", "params": {"userId": "w-1"}}}),
-             wrap({"type": "query", "msg_id": 3, "query": {"type": "GetUser", "params": {}}})]
+    lines = [maelstrom(create("w-1", "W", msg_id=1)),
+             maelstrom(get_user("w-1", msg_id=2)),
+             maelstrom(query("GetUser", msg_id=3))]
     out, code, _ = run_lines(lines, "--envelope")
     assert out[:2] == [json.dumps({"src": "n1", "dest": "c1", "body": body}) for body in [
         {"type": "command_result", "in_reply_to": 1, "success": True,
@@ -542,7 +447,7 @@ def test_envelope_flag_wraps_replies() -> None:
 
 def test_repeated_command_id_returns_the_first_reply_and_runs_once(empty: Session) -> None:
     cid = unique("cmd")
-    a, b = unique(), unique()
+    a, b = unique("acc"), unique("acc")
     first = empty.call(create(a, "A", commandId=cid))
     assert_reply(first, created(a))
     empty.expect((create(a, "A", commandId=cid), first.body),
@@ -555,13 +460,13 @@ def test_repeated_command_id_returns_the_first_reply_and_runs_once(empty: Sessio
 
 def test_pipelined_repeats_of_a_command_id_run_once(empty: Session) -> None:
     cid = unique("cmd")
-    ids = [unique() for _ in range(3)]
+    ids = [unique("acc") for _ in range(3)]
     empty.expect(*((create(uid, "Dup", commandId=cid), created(ids[0])) for uid in ids),
                  (list_users(), result([user(ids[0], "Dup")])))
 
 
 def test_repeated_command_id_on_an_existing_user_appends_one_event(s: Session) -> None:
-    uid, cid = unique(), unique("cmd")
+    uid, cid = unique("acc"), unique("cmd")
     s.expect((create(uid, "R"), created(uid)),
              (rename(uid, "R1", commandId=cid), renamed(uid)),
              (rename(uid, "R1", commandId=cid), renamed(uid)),
@@ -572,7 +477,7 @@ def test_repeated_command_id_on_an_existing_user_appends_one_event(s: Session) -
 
 def test_command_id_of_another_command_type_is_still_a_repeat(s: Session) -> None:
     """Reading: the id alone identifies the command; a reused id never executes anything new."""
-    uid, cid = unique(), unique("cmd")
+    uid, cid = unique("acc"), unique("cmd")
     s.expect((create(uid, "Kind", commandId=cid), created(uid)),
              (delete(uid, commandId=cid), created(uid)),
              (get_user(uid), result(user(uid, "Kind"))))
@@ -580,14 +485,14 @@ def test_command_id_of_another_command_type_is_still_a_repeat(s: Session) -> Non
 
 def test_repeated_command_id_of_a_failed_command_returns_the_failure(s: Session) -> None:
     """A first attempt that failed is not retried: its failure is the stored reply."""
-    uid, cid = unique(), unique("cmd")
+    uid, cid = unique("acc"), unique("cmd")
     s.expect((rename(uid, "Late", commandId=cid), failed(NOT_FOUND)),
              (create(uid, "Orig"), created(uid)),
              (rename(uid, "Late", commandId=cid), failed(NOT_FOUND)),
              (get_user(uid), result(user(uid, "Orig"))))
     s.history(uid, ("UserCreated", {"name": "Orig"}))
 
-    other, cid = unique(), unique("cmd")
+    other, cid = unique("acc"), unique("cmd")
     s.expect((command("CreateUser", {"id": other}, commandId=cid), failed(NAME_REQ)),
              (create(other, "Valid", commandId=cid), failed(NAME_REQ)),
              (history(other), result([])),
@@ -597,7 +502,7 @@ def test_repeated_command_id_of_a_failed_command_returns_the_failure(s: Session)
 @pytest.mark.parametrize("cid", [42, "", "x" * 129, ["a"], {"id": "a"}, True],
                          ids=["int", "empty", "129-chars", "list", "object", "bool"])
 def test_ill_typed_command_id_is_error_12_and_runs_nothing(s: Session, cid: Any) -> None:
-    uid = unique()
+    uid = unique("acc")
     replies = s.pipeline([create(uid, "Bad", commandId=cid), history(uid)])
     assert_error(replies[0], 12)
     assert_reply(replies[1], result([]))
@@ -606,24 +511,21 @@ def test_ill_typed_command_id_is_error_12_and_runs_nothing(s: Session, cid: Any)
 @pytest.mark.parametrize("length", [1, 128])
 def test_command_id_of_1_to_128_characters_is_accepted(s: Session, length: int) -> None:
     cid = (uuid.uuid4().hex * 4)[:length] if length > 1 else "e"  # "e": no other test uses it
-    uid = unique()
+    uid = unique("acc")
     s.expect((create(uid, "Len", commandId=cid), created(uid)),
-             (create(unique(), "Len", commandId=cid), created(uid)))
+             (create(unique("acc"), "Len", commandId=cid), created(uid)))
 
 
 def test_command_id_is_remembered_across_runs_on_the_same_data_folder(tmp_path) -> None:
     args = ("--no-sample-data", "--data-dir", str(tmp_path / "data"))
 
     def create_line(msg_id: int, uid: str) -> dict:
-        return {"type": "command", "msg_id": msg_id, "command": {
-            "type": "CreateUser", "commandId": "c-1", "payload": {"id": uid, "name": uid.upper()}}}
+        return create(uid, uid.upper(), commandId="c-1", msg_id=msg_id)
 
     out, code, _ = run_lines([create_line(1, "once")], *args)
     assert (out, code) == ([json.dumps({"type": "command_result", "in_reply_to": 1, "success": True,
                                         "events": [{"eventType": "UserCreated", "aggregateId": "once"}]})], 0)
-    out, code, _ = run_lines([create_line(7, "twice"),
-                              {"type": "query", "msg_id": 8, "query": {"type": "ListUsers", "params": {}}}],
-                             *args)
+    out, code, _ = run_lines([create_line(7, "twice"), list_users(msg_id=8)], *args)
     assert out == [json.dumps({"type": "command_result", "in_reply_to": 7, "success": True,
                                "events": [{"eventType": "UserCreated", "aggregateId": "once"}]}),
                    json.dumps({"type": "query_result", "in_reply_to": 8, "data": [user("once", "ONCE")]})]

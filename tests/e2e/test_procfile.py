@@ -9,87 +9,28 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import signal
-import socket
-import sqlite3
 import subprocess
+from collections import Counter
 import threading
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import pytest
 import zmq
 
-from tests.support.nodeproc import ROOT, alive, descendants, kill_leftovers, wait_until
-
-VENV_BIN = os.path.join(ROOT, ".venv", "bin")
-ROLES = ("CLIENT", "WRITE", "READ", "EVENTS", "CATCHUP")
-UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+from common import store_url
+from tests.support import bus, envelope
+from tests.support.dealer import Dealer
+from tests.support.formats import CANONICAL_TIME, UUID
+from tests.support.nodeproc import (ROOT, VENV_BIN, alive, cmdline, descendants, kill_leftovers,
+                                    wait_until)
+from tests.support.service import role_endpoints, service_env, start_module
+from tests.support.stats import processes, stats
+from write_side.store import read_events
 
 
 # ---- processes ----------------------------------------------------------------------------
-
-def free_ports(count: int) -> list[int]:
-    """Distinct loopback ports nobody listens on (all bound at once, then released)."""
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def cmdline(pid: int) -> list[bytes]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().split(b"\0")
-    except OSError:
-        return []
-
-
-class Dealer:
-    """A plain pyzmq DEALER client of the router: one JSON request per frame."""
-
-    def __init__(self, endpoint: str, ctx: zmq.Context | None = None) -> None:
-        self.own_ctx = ctx is None
-        self.ctx = ctx or zmq.Context()
-        self.socket = self.ctx.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.connect(endpoint)
-
-    def send(self, *bodies: Any) -> None:
-        for body in bodies:
-            self.socket.send(body if isinstance(body, bytes) else json.dumps(body).encode())
-
-    def recv_frames(self, timeout: float = 10.0) -> list[bytes] | None:
-        """The next reply's frames, or None if nothing came within timeout seconds."""
-        if not self.socket.poll(int(timeout * 1000)):
-            return None
-        return self.socket.recv_multipart()
-
-    def recv(self, timeout: float = 10.0) -> dict:
-        frames = self.recv_frames(timeout)
-        assert frames is not None, f"no reply within {timeout} s"
-        return json.loads(frames[-1])
-
-    def request(self, body: dict, timeout: float = 10.0) -> dict:
-        """Send one request and return its reply (replies to older requests are skipped)."""
-        self.send(body)
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = self.recv(max(0.01, deadline - time.monotonic()))
-            if reply.get("in_reply_to") == body["msg_id"]:
-                return reply
-
-    def close(self) -> None:
-        self.socket.close(0)
-        if self.own_ctx:
-            self.ctx.term()
-
 
 class Service:
     """The Procfile under honcho, on free ports, with a data folder; its output in a file."""
@@ -97,15 +38,9 @@ class Service:
     def __init__(self, tmp_path, replicas: int = 2) -> None:
         self.tmp_path = tmp_path
         self.replicas = replicas
-        ports = free_ports(len(ROLES))
-        self.endpoints = {role: f"tcp://127.0.0.1:{port}" for role, port in zip(ROLES, ports)}
+        self.endpoints = role_endpoints()
         self.data_dir = tmp_path / "data"
-        self.env = {**os.environ, "PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", ""),
-                    "CQRS_DATA_DIR": str(self.data_dir),
-                    **{f"CQRS_{role}_ENDPOINT": ep for role, ep in self.endpoints.items()}}
-        for var in ("CQRS_LAUNCHER_PID", "CQRS_RUNTIME_DIR", "CQRS_NO_SAMPLE_DATA",
-                    "CQRS_ENVELOPE", "CQRS_TIMEOUT"):
-            self.env.pop(var, None)
+        self.env = service_env(self.endpoints, self.data_dir)
         self.client_endpoint = self.endpoints["CLIENT"]
         self.log_path = tmp_path / "honcho.log"
         self._log = open(self.log_path, "wb")
@@ -149,11 +84,11 @@ class Service:
         return self.probe.request({**body, "msg_id": self.next_id()}, timeout)
 
     def stats(self) -> dict:
-        return self.ask({"type": "stats"})["data"]
+        return stats(self.probe, self.next_id(), 15.0)
 
     def ready_reads(self) -> dict[int, dict]:
-        return {p["pid"]: p for p in self.stats()["processes"]
-                if p["role"] == "read" and p["ready"]}
+        return {pid: p for pid, p in processes(self.probe, "read", self.next_id(), 15.0).items()
+                if p["ready"]}
 
     def wait_ready(self, reads: int | None = None, timeout: float = 60.0) -> None:
         """A GetUser query is answered, then the write side and `reads` replicas are ready."""
@@ -161,14 +96,10 @@ class Service:
         deadline = time.monotonic() + timeout
 
         def answered() -> bool:
-            self.probe.send({"type": "GetUser", "msg_id": self.next_id(),
-                             "params": {"user_id": "user-123"}})
-            frames = self.probe.recv_frames(7)
-            return frames is not None and json.loads(frames[-1])["type"] == "query_result"
-
-        while not answered():
             assert self.proc.poll() is None, "honcho exited:\n" + self.log()[-3000:]
-            assert time.monotonic() < deadline, "no query answered:\n" + self.log()[-3000:]
+            return self.probe.serves(self.next_id(), 7)
+
+        assert wait_until(answered, timeout, 0), "no query answered:\n" + self.log()[-3000:]
 
         def all_up() -> bool:
             procs = self.stats()["processes"]
@@ -179,21 +110,15 @@ class Service:
 
     def start_replica(self) -> subprocess.Popen:
         """One more read replica, by hand (not under honcho), with the same environment."""
-        err = open(self.tmp_path / f"replica-{len(self.extra)}.err", "wb")
-        proc = subprocess.Popen([os.path.join(VENV_BIN, "python"), "-m", "read_side"],
-                                env=self.env, cwd=self.tmp_path, stdout=subprocess.DEVNULL,
-                                stderr=err)
-        err.close()
+        proc = start_module("read_side", self.env, self.tmp_path,
+                            self.tmp_path / f"replica-{len(self.extra)}.err")
         self.extra.append(proc)
         return proc
 
     def stream_counts(self) -> dict[tuple[str, str], int]:
-        db = sqlite3.connect(f"file:{self.data_dir}/events.sqlite3?mode=ro", uri=True)
-        try:
-            return {(c, s): n for c, s, n in db.execute(
-                "SELECT context, stream_id, COUNT(*) FROM events GROUP BY context, stream_id")}
-        finally:
-            db.close()
+        """Events per (context, stream), read through the store interface (read-only)."""
+        events = read_events(store_url.resolve("", str(self.data_dir), ""))
+        return dict(Counter((e["context"], e["stream_id"]) for e in events))
 
     # -- stopping --------------------------------------------------------------------------
     def stop(self) -> list[int]:
@@ -236,19 +161,6 @@ def service(tmp_path):
 # ---- request scripts ----------------------------------------------------------------------
 
 Check = Callable[[dict, list], None]  # (reply, this client's earlier replies) -> asserts
-
-
-def env_cmd(msg_id: int, name: str, payload: dict, **extra) -> dict:
-    return {"type": "command", "msg_id": msg_id,
-            "command": {"type": name, "payload": payload, **extra}}
-
-
-def env_query(msg_id: int, name: str, params: dict) -> dict:
-    return {"type": "query", "msg_id": msg_id, "query": {"type": name, "params": params}}
-
-
-def bus_created_id(reply: dict) -> str:
-    return reply["events"][0]["payload"]["id"]
 
 
 class Script:
@@ -301,7 +213,7 @@ class Script:
         elif roll < 0.90:
             self._bus_refused(m)
         elif roll < 0.95:
-            self._add(env_query(m, "GetUser", {"userId": "user-123"}), expect_equal(
+            self._add(envelope.get_user("user-123", msg_id=m), expect_equal(
                 {"type": "query_result", "in_reply_to": m,
                  "data": {"id": "user-123", "name": "John"}}))
         else:
@@ -312,34 +224,34 @@ class Script:
         uid = f"{self.prefix}-{len(self.accounts) + 1}"
         name = f"{self.prefix.upper()}{len(self.accounts) + 1}"
         self.accounts[uid] = [("UserCreated", {"name": name})]
-        self._add(env_cmd(m, "CreateUser", {"id": uid, "name": name}),
+        self._add(envelope.create(uid, name, msg_id=m),
                   expect_events(m, [{"eventType": "UserCreated", "aggregateId": uid}]))
 
     def _env_rename(self, m: int, uid: str) -> None:
         name = f"{uid}-v{len(self.accounts[uid]) + 1}"
         extra = {"expectedVersion": len(self.accounts[uid])} if self.rng.random() < 0.5 else {}
         self.accounts[uid].append(("UserRenamed", {"name": name}))
-        self._add(env_cmd(m, "RenameUser", {"id": uid, "name": name}, **extra),
+        self._add(envelope.rename(uid, name, msg_id=m, **extra),
                   expect_events(m, [{"eventType": "UserRenamed", "aggregateId": uid}]))
 
     def _env_delete(self, m: int, uid: str) -> None:
         self.accounts[uid].append(("UserDeleted", {}))
         self.deleted.add(uid)
-        self._add(env_cmd(m, "DeleteUser", {"id": uid}),
+        self._add(envelope.delete(uid, msg_id=m),
                   expect_events(m, [{"eventType": "UserDeleted", "aggregateId": uid}]))
 
     def _env_get(self, m: int, uid: str) -> None:
         data = None if uid in self.deleted else {"id": uid, "name": self.live_accounts()[uid]}
-        self._add(env_query(m, "GetUser", {"userId": uid}),
+        self._add(envelope.get_user(uid, msg_id=m),
                   expect_equal({"type": "query_result", "in_reply_to": m, "data": data}))
 
     def _env_history(self, m: int, uid: str) -> None:
-        self._add(env_query(m, "GetUserHistory", {"userId": uid}),
+        self._add(envelope.history(uid, msg_id=m),
                   expect_history(m, list(self.accounts[uid])))
 
     def _env_list(self, m: int) -> None:
         mine = [{"id": uid, "name": name} for uid, name in self.live_accounts().items()]
-        self._add(env_query(m, "ListUsers", {"limit": 1000}), expect_own_listed(m, mine,
+        self._add(envelope.list_users(msg_id=m, limit=1000), expect_own_listed(m, mine,
                                                                                 self.prefix))
 
     # bus dialect, `directory` context
@@ -354,7 +266,7 @@ class Script:
         index, email, name = self.rng.choice(self.bus)
 
         def check(reply: dict, earlier: list) -> None:
-            expected = {"id": bus_created_id(earlier[index]), "name": name}
+            expected = {"id": bus.created_id(earlier[index]), "name": name}
             assert reply == {"type": "query_result", "in_reply_to": m, "data": expected}, reply
 
         self._add({"type": "FindUserByEmail", "msg_id": m,
@@ -367,7 +279,7 @@ class Script:
         def check(reply: dict, earlier: list) -> None:
             assert reply["type"] == "query_result" and reply["in_reply_to"] == m, reply
             mine = [u for u in reply["data"] if u["name"].startswith(marker)]
-            assert mine == [{"id": bus_created_id(earlier[i]), "name": name}
+            assert mine == [{"id": bus.created_id(earlier[i]), "name": name}
                             for i, _email, name in created], reply
 
         self._add({"type": "ListUsers", "msg_id": m, "params": {"limit": 1000}}, check)
@@ -407,7 +319,7 @@ def expect_bus_created(m: int, name: str) -> Check:
         assert reply["in_reply_to"] == m, reply
         [event] = reply["events"]
         assert event["type"] == "UserCreated" and event["payload"]["name"] == name, reply
-        assert UUID.match(event["payload"]["id"]), reply
+        assert UUID.fullmatch(event["payload"]["id"]), reply
     return check
 
 
@@ -416,7 +328,7 @@ def expect_history(m: int, events: list[tuple[str, dict]]) -> Check:
         assert reply["type"] == "query_result" and reply["in_reply_to"] == m, reply
         got = [(e["eventType"], e["version"], e["data"]) for e in reply["data"]]
         assert got == [(t, v, d) for v, (t, d) in enumerate(events, 1)], reply
-        assert all(STAMP.match(e["recordedAt"]) for e in reply["data"]), reply
+        assert all(CANONICAL_TIME.fullmatch(e["recordedAt"]) for e in reply["data"]), reply
     return check
 
 
@@ -629,8 +541,8 @@ def test_read_your_writes_per_client_with_two_clients(service):
                 m, name = 2 * i + 1, f"{prefix}-name-{i}"
                 if i % 2 == 0:
                     kind = "CreateUser" if i == 0 else "RenameUser"
-                    requests += [env_cmd(m, kind, {"id": uid, "name": name}),
-                                 env_query(m + 1, "GetUser", {"userId": uid})]
+                    requests += [envelope.command(kind, {"id": uid, "name": name}, msg_id=m),
+                                 envelope.get_user(uid, msg_id=m + 1)]
                 else:
                     email = f"{prefix}{i}@example.com"
                     requests += [{"type": "CreateUser", "msg_id": m,
@@ -642,7 +554,7 @@ def test_read_your_writes_per_client_with_two_clients(service):
             for i in range(rounds):
                 command, query = replies[2 * i], replies[2 * i + 1]
                 assert command.get("success") is True, command
-                written = uid if i % 2 == 0 else bus_created_id(command)
+                written = uid if i % 2 == 0 else bus.created_id(command)
                 assert query == {"type": "query_result", "in_reply_to": 2 * i + 2,
                                  "data": {"id": written, "name": f"{prefix}-name-{i}"}}, \
                     (requests[2 * i + 1], query)
@@ -692,7 +604,7 @@ def test_write_side_restart_while_client_waits(service):
     on the same data folder, before their deadline, and none is applied twice."""
     client = Dealer(service.client_endpoint)
     try:
-        accounts = [env_cmd(i, "CreateUser", {"id": f"w-{i}", "name": f"W{i}"})
+        accounts = [envelope.create(f"w-{i}", f"W{i}", msg_id=i)
                     for i in range(1, 151)]
         bus = [{"type": "CreateUser", "msg_id": 1000 + i,
                 "payload": {"name": f"B{i}", "email": f"b{i}@example.com"}} for i in range(60)]
@@ -718,9 +630,9 @@ def test_write_side_restart_keeps_a_clients_command_order(service):
     """Renames sent after their creates, across a write-side restart, are applied after them."""
     client = Dealer(service.client_endpoint)
     try:
-        creates = [env_cmd(i, "CreateUser", {"id": f"o-{i}", "name": f"O{i}"})
+        creates = [envelope.create(f"o-{i}", f"O{i}", msg_id=i)
                    for i in range(1, 101)]
-        renames = [env_cmd(1000 + i, "RenameUser", {"id": f"o-{i}", "name": f"O{i}b"})
+        renames = [envelope.rename(f"o-{i}", f"O{i}b", msg_id=1000 + i)
                    for i in range(1, 101)]
         replies = kill_write_side_between(service, client, creates, renames, hold=True)
     finally:

@@ -3,49 +3,18 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
+from collections import Counter
 
-from tests.support.nodeproc import alive, wait_until
-
-
-def role_pid(node, module: str) -> int:
-    """The pid of the node's child running `python -m <module>`."""
-    def find() -> list[int]:
-        pids = []
-        for pid in node.children():
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if module.encode() in f.read().split(b"\0"):
-                        pids.append(pid)
-            except OSError:
-                pass
-        return pids
-
-    assert wait_until(lambda: len(find()) == 1, 20), f"no single {module} child"
-    return find()[0]
-
-
-def create(i: int, prefix: str) -> dict:
-    return {"type": "command", "msg_id": i,
-            "command": {"type": "CreateUser", "payload": {"id": f"{prefix}-{i}", "name": f"N{i}"}}}
-
-
-def get(i: int, user_id: str) -> dict:
-    return {"type": "query", "msg_id": i, "query": {"type": "GetUser", "params": {"userId": user_id}}}
-
-
-def history(i: int, user_id: str) -> dict:
-    return {"type": "query", "msg_id": i,
-            "query": {"type": "GetUserHistory", "params": {"userId": user_id}}}
+from common import store_url
+from tests.support import envelope
+from tests.support.nodeproc import alive, role_pid, wait_until
+from write_side.store import read_events
 
 
 def stream_counts(data_dir) -> dict[str, int]:
-    db = sqlite3.connect(f"file:{data_dir}/events.sqlite3?mode=ro", uri=True)
-    try:
-        return dict(db.execute("SELECT stream_id, COUNT(*) FROM events WHERE context = 'accounts' "
-                               "GROUP BY stream_id"))
-    finally:
-        db.close()
+    """Events per accounts stream, read through the store interface (read-only)."""
+    events = read_events(store_url.resolve("", str(data_dir), ""))
+    return dict(Counter(e["stream_id"] for e in events if e["context"] == "accounts"))
 
 
 def test_write_side_killed_with_commands_in_flight(node_factory, tmp_path):
@@ -53,9 +22,9 @@ def test_write_side_killed_with_commands_in_flight(node_factory, tmp_path):
     assert node.request({"type": "init", "msg_id": 0})["type"] == "init_ok"
     writer = role_pid(node, "write_side")
     n = 600
-    node.send(*[create(i, "k") for i in range(1, n // 2 + 1)])
+    node.send(*[envelope.create(f"k-{i}", f"N{i}", msg_id=i) for i in range(1, n // 2 + 1)])
     os.kill(writer, signal.SIGKILL)
-    node.send(*[create(i, "k") for i in range(n // 2 + 1, n + 1)])
+    node.send(*[envelope.create(f"k-{i}", f"N{i}", msg_id=i) for i in range(n // 2 + 1, n + 1)])
     replies = [node.read(timeout=20) for _ in range(n)]
     assert [r["in_reply_to"] for r in replies] == list(range(1, n + 1))
     assert all(r.get("success") is True for r in replies), [r for r in replies if not r.get("success")][:3]
@@ -67,10 +36,10 @@ def test_write_side_killed_with_commands_in_flight(node_factory, tmp_path):
 
 def test_read_side_killed_during_queries(node_factory):
     node = node_factory()
-    node.send(*[create(i, "r") for i in range(1, 51)])
+    node.send(*[envelope.create(f"r-{i}", f"N{i}", msg_id=i) for i in range(1, 51)])
     assert all(node.read()["success"] for _ in range(50))
     reader = role_pid(node, "read_side")
-    queries = [get(100 + i, f"r-{1 + i % 50}") for i in range(400)]
+    queries = [envelope.get_user(f"r-{1 + i % 50}", msg_id=100 + i) for i in range(400)]
     node.send(*queries[:200])
     os.kill(reader, signal.SIGKILL)
     node.send(*queries[200:])
@@ -108,7 +77,7 @@ def test_restart_on_a_data_folder_restores_everything(node_factory, tmp_path):
     first.send(*script)
     created = [first.read() for _ in script]
     assert all(r["success"] for r in created)
-    probes = [history(10, "p1"), history(11, "user-123"),
+    probes = [envelope.history("p1", msg_id=10), envelope.history("user-123", msg_id=11),
               {"type": "query", "msg_id": 12, "query": {"type": "GetUserAtTime", "params": {
                   "userId": "user-123", "timestamp": "2024-01-15T09:00:00Z"}}},
               {"type": "ListUsers", "msg_id": 13, "params": {"limit": 100}},
@@ -141,7 +110,7 @@ def test_queries_wait_for_a_restarting_write_side_then_fail_with_11(node_factory
     writer = role_pid(node, "write_side")
     os.kill(writer, signal.SIGSTOP)  # hung, not dead: it misses its status messages
     try:
-        reply = node.request(create(1, "h"), timeout=15)
+        reply = node.request(envelope.create("h-1", "N1", msg_id=1), timeout=15)
         assert reply["type"] == "error" and reply["code"] in (0, 11), reply
         assert reply["in_reply_to"] == 1
     finally:

@@ -7,25 +7,18 @@ import os
 import re
 import signal
 
+from tests.support import bus, envelope
 from tests.support.nodeproc import wait_until
+from tests.support.normalise import normalised
+from tests.support.pipeline import run_all, run_commands
+from tests.support.stats import processes
 
 TIMEOUT = 60.0  # generous: a busy 2-core machine
-STATS_ID = 1_000_000_000  # msg_id of stats requests, far from the scripts' ids
 USERS = 100
-SAMPLE_TIMES = {"2024-01-01T00:00:00.000000Z", "2024-01-10T00:00:00.000000Z",
-                "2024-02-01T00:00:00.000000Z"}
 COMMAND_TYPES = ("command", "CreateUser", "RenameUser", "ChangeEmail")  # in the scripts here
-UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 # -- talking to the node ------------------------------------------------------------------
-
-def read_sides(node) -> dict[int, dict]:
-    """pid -> stats entry of every read side the router knows (call with no reply pending)."""
-    reply = node.request({"type": "stats", "msg_id": STATS_ID}, timeout=TIMEOUT)
-    assert reply["type"] == "stats_result" and reply["in_reply_to"] == STATS_ID, reply
-    return {p["pid"]: p for p in reply["data"]["processes"] if p["role"] == "read"}
-
 
 def wait_ready(node, count: int, position: int) -> dict[int, dict]:
     """Poll stats until exactly `count` read sides are ready and known to be at `position`
@@ -34,7 +27,7 @@ def wait_ready(node, count: int, position: int) -> dict[int, dict]:
 
     def ready() -> bool:
         seen.clear()
-        seen.update(read_sides(node))
+        seen.update(processes(node, "read"))
         return len(seen) == count and all(p["ready"] and p["position"] == position
                                           for p in seen.values())
 
@@ -48,7 +41,7 @@ def queries_served(node, before: dict[int, int], total: int) -> dict[int, int]:
     counts: dict[int, int] = {}
 
     def all_counted() -> bool:
-        sides = read_sides(node)
+        sides = processes(node, "read")
         counts.update({pid: sides.get(pid, {}).get("counters", {}).get("queries", 0) - n
                        for pid, n in before.items()})
         return sum(counts.values()) == total
@@ -61,32 +54,12 @@ def queries_so_far(replicas: dict[int, dict]) -> dict[int, int]:
     return {pid: p["counters"]["queries"] for pid, p in replicas.items()}
 
 
-def run_all(node, messages: list[dict], chunk: int = 1000) -> list[dict]:
-    """Pipeline the messages `chunk` at a time, reading one reply each, in order."""
-    replies = []
-    for start in range(0, len(messages), chunk):
-        part = messages[start:start + chunk]
-        node.send(*part)
-        replies += [node.read(timeout=TIMEOUT) for _ in part]
-    return replies
-
-
 # -- scripts --------------------------------------------------------------------------------
-
-def env_command(msg_id: int, kind: str, sid: str, name: str | None = None) -> dict:
-    payload = {"id": sid} if name is None else {"id": sid, "name": name}
-    return {"type": "command", "msg_id": msg_id, "command": {"type": kind, "payload": payload}}
-
-
-def env_query(msg_id: int, kind: str, **params) -> dict:
-    return {"type": "query", "msg_id": msg_id, "query": {"type": kind, "params": params}}
-
 
 def create_users(node) -> dict[str, str]:
     """USERS accounts users r-0.. named R0..; returns id -> name, the sample user included."""
-    replies = run_all(node, [env_command(i + 1, "CreateUser", f"r-{i}", f"R{i}")
-                             for i in range(USERS)])
-    assert all(r.get("success") is True for r in replies), replies[:3]
+    run_commands(node, [envelope.create(f"r-{i}", f"R{i}", msg_id=i + 1) for i in range(USERS)],
+                 chunk=1000)
     return {"user-123": "John", **{f"r-{i}": f"R{i}" for i in range(USERS)}}
 
 
@@ -98,20 +71,19 @@ def queries(first_id: int, count: int, names: dict[str, str]) -> tuple[list[dict
         k = msg_id % 5
         sid = f"r-{msg_id % USERS}"
         if k == 0:
-            ask, data = env_query(msg_id, "GetUser", userId=sid), {"id": sid, "name": names[sid]}
+            ask, data = envelope.get_user(sid, msg_id=msg_id), {"id": sid, "name": names[sid]}
         elif k == 1:
-            ask = {"type": "GetUser", "msg_id": msg_id, "params": {"user_id": "user-123"}}
+            ask = bus.get_user("user-123", msg_id=msg_id)
             data = {"id": "user-123", "name": "John Doe"}
         elif k == 2:
-            ask = env_query(msg_id, "GetUserAtTime", userId="user-123",
-                            timestamp="2024-01-15T00:00:00Z")
+            ask = envelope.at_time("user-123", "2024-01-15T00:00:00Z", msg_id=msg_id)
             data = {"id": "user-123", "name": "John Doe", "at_time": "2024-01-15T00:00:00Z"}
         elif k == 3:
             page = msg_id // 5 % 12 + 1
-            ask = env_query(msg_id, "ListUsers", page=page, limit=10)
+            ask = envelope.list_users(msg_id=msg_id, page=page, limit=10)
             data = listed[(page - 1) * 10:page * 10]
         else:
-            ask, data = env_query(msg_id, "GetUser", userId=f"nobody-{msg_id}"), None
+            ask, data = envelope.get_user(f"nobody-{msg_id}", msg_id=msg_id), None
         asked.append(ask)
         expected.append({"type": "query_result", "in_reply_to": msg_id, "data": data})
     return asked, expected
@@ -135,7 +107,7 @@ def test_queries_are_answered_and_spread_over_three_replicas(node_factory):
     before = queries_so_far(wait_ready(node, 3, 4 + USERS))
 
     asked, expected = queries(1000, 10_000, names)
-    assert first_wrong(run_all(node, asked), expected) is None
+    assert first_wrong(run_all(node, asked, chunk=1000), expected) is None
     counts = queries_served(node, before, len(asked))
     assert all(n >= 0.2 * len(asked) for n in counts.values()), counts
 
@@ -156,7 +128,7 @@ def test_replica_killed_mid_run_costs_no_reply(node_factory):
     for batch in range(batches):
         sid = f"r-{batch}"
         names[sid] = f"R{batch}-renamed"  # the queries after it must see the rename
-        rename = env_command(msg_id, "RenameUser", sid, names[sid])
+        rename = envelope.rename(sid, names[sid], msg_id=msg_id)
         asked, expected = queries(msg_id + 1, 500, names)
         kill = batch == batches // 2
         if kill:
@@ -186,8 +158,8 @@ def test_each_query_sees_the_command_before_it_despite_lost_events(node_factory)
     wait_ready(node, 3, 4 + USERS)
     for i in range(60):
         sid, name = f"r-{i % 7}", f"step-{i}"
-        node.send(env_command(1000 + 2 * i, "RenameUser", sid, name),
-                  env_query(1001 + 2 * i, "GetUser", userId=sid))
+        node.send(envelope.rename(sid, name, msg_id=1000 + 2 * i),
+                  envelope.get_user(sid, msg_id=1001 + 2 * i))
         assert node.read(timeout=TIMEOUT)["success"] is True
         assert node.read(timeout=TIMEOUT) == {"type": "query_result", "in_reply_to": 1001 + 2 * i,
                                               "data": {"id": sid, "name": name}}
@@ -203,47 +175,27 @@ def comparison_script() -> list[dict]:
     for i in range(480):
         k, n = i % 6, i // 6
         if k == 0:
-            add({"type": "CreateUser", "payload": {"name": f"u{n}", "email": f"u{n}@example.com"}})
+            add(bus.create(f"u{n}", f"u{n}@example.com"))
         elif k == 1:
-            add(env_command(0, "CreateUser", f"a-{n}", f"a{n}"))
+            add(envelope.create(f"a-{n}", f"a{n}"))
         elif k == 2:
-            add(env_command(0, "RenameUser", f"a-{n // 2}", f"a{n}-r"))
+            add(envelope.rename(f"a-{n // 2}", f"a{n}-r"))
         elif k == 3:
-            add({"type": "RenameUser", "payload": {"id": "user-123", "name": f"J{n}"}})
+            add(bus.rename("user-123", f"J{n}"))
         elif k == 4:
-            add(env_command(0, "DeleteUser", f"a-{n // 3}"))  # some repeat: "User is deleted"
+            add(envelope.delete(f"a-{n // 3}"))  # some repeat: "User is deleted"
         else:
-            add({"type": "ChangeEmail",
-                 "payload": {"id": "user-123", "email": f"j{n}@example.com"}})
-        add({"type": "GetUser", "params": {"user_id": "user-123"}})
-        add({"type": "ListUsers", "params": {"page": n % 3 + 1, "limit": 20}})
-        add({"type": "FindUserByEmail", "params": {"email": f"U{n}@example.com"}})
-        add({"type": "FindUserByEmail", "params": {"email": f"j{n}@example.com"}})
-        add(env_query(0, "GetUser", userId=f"a-{n // 2}"))
-        add(env_query(0, "GetUserHistory", userId=f"a-{n // 3}"))
-        add(env_query(0, "GetUserAtTime", userId="user-123", timestamp="2024-01-15T00:00:00Z"))
-        add(env_query(0, "GetUserAtTime", userId=f"a-{n}", timestamp="2999-01-01T00:00:00Z"))
-        add(env_query(0, "ListUsers", page=n % 4 + 1, limit=15))
+            add(bus.change_email("user-123", f"j{n}@example.com"))
+        add(bus.get_user("user-123"))
+        add(bus.list_users(page=n % 3 + 1, limit=20))
+        add(bus.find_by_email(f"U{n}@example.com"))
+        add(bus.find_by_email(f"j{n}@example.com"))
+        add(envelope.get_user(f"a-{n // 2}"))
+        add(envelope.history(f"a-{n // 3}"))
+        add(envelope.at_time("user-123", "2024-01-15T00:00:00Z"))
+        add(envelope.at_time(f"a-{n}", "2999-01-01T00:00:00Z"))
+        add(envelope.list_users(page=n % 4 + 1, limit=15))
     return out
-
-
-def normalized(lines: list[str]) -> list[str]:
-    """Reply lines with what legitimately differs between two runs made equal: the random ids
-    of bus users (numbered by first appearance) and the times of events recorded now."""
-    ids: dict[str, str] = {}
-
-    def walk(value, key: str = ""):
-        if isinstance(value, dict):
-            return {k: walk(v, k) for k, v in value.items()}
-        if isinstance(value, list):
-            return [walk(v) for v in value]
-        if key == "recordedAt" and value not in SAMPLE_TIMES:
-            return "<recorded now>"
-        if isinstance(value, str) and UUID_RE.fullmatch(value):
-            return ids.setdefault(value, f"<id {len(ids)}>")
-        return value
-
-    return [json.dumps(walk(json.loads(line))) for line in lines]
 
 
 def run_script(node, script: list[dict], replicas: int) -> list[str]:
@@ -268,6 +220,6 @@ def test_answers_equal_those_of_a_single_replica(node_factory):
     assert len(single) == len(triple) == len(script)
     errors = [line for line in single if json.loads(line)["type"] == "error"]
     assert not errors, errors[:3]
-    single, triple = normalized(single), normalized(triple)
+    single, triple = normalised(single), normalised(triple)
     diff = [(i, a, b) for i, (a, b) in enumerate(zip(single, triple)) if a != b]
     assert not diff, f"{len(diff)} replies differ; first (index, 1 replica, 3 replicas): {diff[0]}"

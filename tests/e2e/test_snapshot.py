@@ -1,10 +1,13 @@
 """Read-side snapshots end to end: a restart takes one up and answers exactly as before;
-a snapshot that does not belong to the store is refused."""
+a snapshot that does not belong to the store, is damaged, was changed by hand or is of the
+older format is refused, and the store replayed instead."""
 from __future__ import annotations
 
 import os
+import struct
 
-from read_side.snapshot import FILE
+from common import store_url
+from read_side.snapshot import _HEADER, FILE, MAGIC
 from tests.support.nodeproc import alive, wait_until
 
 ENV = {"CQRS_SNAPSHOT_MIN": "20"}
@@ -71,12 +74,9 @@ def test_restart_takes_up_the_snapshot_and_answers_the_same(node_factory, tmp_pa
 def test_a_snapshot_of_another_store_is_refused(node_factory, tmp_path):
     data = str(tmp_path / "data")
     end_of_input(node_with_a_snapshot(node_factory, data))
-    os.unlink(os.path.join(data, "events.sqlite3"))  # a new, empty store, same folder
-    for extra in ("-wal", "-shm"):
-        if os.path.exists(os.path.join(data, "events.sqlite3" + extra)):
-            os.unlink(os.path.join(data, "events.sqlite3" + extra))
-
-    fresh = node_factory("--data-dir", data, env=ENV)
+    # A new, empty store in the same folder: the snapshot there belongs to the old one.
+    other = store_url.sqlite_file(os.path.join(data, "other.sqlite3")).text
+    fresh = node_factory("--data-dir", data, "--store", other, env=ENV)
     listed = fresh.request(query(1, "ListUsers", page=1, limit=100))
     assert listed["data"] == [{"id": "user-123", "name": "John"}]  # sample data only
     assert "does not match the store" in fresh.stderr()
@@ -93,4 +93,64 @@ def test_a_damaged_snapshot_means_a_full_replay(node_factory, tmp_path):
 
     again = node_factory("--data-dir", data, env=ENV)
     assert answers(again) == before
-    assert "cannot be read" in again.stderr()
+    assert "fails its checksum" in again.stderr()
+
+
+def snapshot_warnings(node) -> list[str]:
+    return [line for line in node.stderr().splitlines() if " WARNING " in line and "snapshot" in line]
+
+
+def test_a_name_changed_in_the_snapshot_is_refused_with_one_warning(node_factory, tmp_path):
+    """One byte of a stored name changed by hand: the node must not serve it (format 1 did,
+    silently), but replay the store and say so once."""
+    data = str(tmp_path / "data")
+    node = node_with_a_snapshot(node_factory, data)
+    before = answers(node)
+    true_name = node.request(query(6, "GetUser", userId="u17"))
+    assert true_name["data"] == {"id": "u17", "name": "Renamed 17"}
+    end_of_input(node)
+    path = os.path.join(data, FILE)
+    with open(path, "rb") as f:
+        content = f.read()
+    place = content.find(b"Renamed 17")
+    assert place > _HEADER.size
+    with open(path, "r+b") as f:
+        f.seek(place + len("Renamed"))
+        f.write(b"_")  # "Renamed_17"
+
+    again = node_factory("--data-dir", data, env=ENV)
+    assert again.request(query(6, "GetUser", userId="u17")) == true_name
+    assert answers(again) == before
+    [warning] = snapshot_warnings(again)
+    assert "fails its checksum" in warning
+    assert "took up the snapshot" not in again.stderr()
+
+
+def test_a_format_1_snapshot_is_replayed_and_replaced_by_format_2(node_factory, tmp_path):
+    """A snapshot as format 1 wrote it (`>8sIQ` MAGIC, 1, position, then the pickle): not
+    taken up, one info line; the next snapshot is written in format 2 and taken up later."""
+    data = str(tmp_path / "data")
+    node = node_with_a_snapshot(node_factory, data)
+    before = answers(node)
+    end_of_input(node)
+    path = os.path.join(data, FILE)
+    with open(path, "rb") as f:
+        content = f.read()
+    position = struct.unpack_from(">8sIQ", content)[2]
+    with open(path, "wb") as f:
+        f.write(struct.pack(">8sIQ", MAGIC, 1, position) + content[_HEADER.size:])
+
+    again = node_factory("--data-dir", data, env=ENV)
+    assert answers(again) == before
+    assert "is in format 1" in again.stderr() and snapshot_warnings(again) == []
+    assert "took up the snapshot" not in again.stderr()
+
+    def format_on_disk() -> int:
+        with open(path, "rb") as f:
+            return struct.unpack(">8sI", f.read(12))[1]
+
+    assert wait_until(lambda: format_on_disk() == 2, timeout=30)
+    end_of_input(again)
+    third = node_factory("--data-dir", data, env=ENV)
+    assert answers(third) == before
+    assert "took up the snapshot at position" in third.stderr()

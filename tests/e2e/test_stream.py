@@ -6,8 +6,6 @@ heartbeat, so the subscription is known to be live before any command is sent.
 from __future__ import annotations
 
 import json
-import re
-import socket
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -16,16 +14,11 @@ import msgpack
 import pytest
 import zmq
 
+from tests.support.formats import CANONICAL_TIME, parse_time
+from tests.support.ports import free_events_endpoint
+
 EVENT_KEYS = {"position", "context", "stream_id", "version", "type", "data", "recorded_at", "event_id"}
-RECORDED_AT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 TIMEOUT = 20.0  # generous: a 2-core machine may be busy
-
-
-def free_tcp_endpoint() -> str:
-    """A tcp endpoint on a port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
 class Tap:
@@ -74,7 +67,9 @@ class Tap:
 
     def _check_heartbeat(self, body: dict) -> int:
         # A heartbeat carries the last position published before it on the same socket.
-        assert list(body) == ["head"] and isinstance(body["head"], int), body
+        # ... and where to catch up from (PROTOCOL section 8): an endpoint to connect to.
+        assert list(body) == ["head", "catchup"] and isinstance(body["head"], int), body
+        assert body["catchup"].startswith(("ipc://", "tcp://")), body
         if self.last_position is not None:
             assert body["head"] == self.last_position, (body, self.last_position)
         self.heartbeats.append(body["head"])
@@ -83,7 +78,7 @@ class Tap:
     def _check_event(self, topic: str, event: dict) -> dict:
         assert set(event) == EVENT_KEYS, event
         assert topic == f"{event['context']}.{event['type']}"
-        assert RECORDED_AT_RE.match(event["recorded_at"]), event["recorded_at"]
+        assert CANONICAL_TIME.fullmatch(event["recorded_at"]), event["recorded_at"]
         assert str(uuid.UUID(event["event_id"])) == event["event_id"]
         assert isinstance(event["data"], dict)
         if self.last_position is not None:  # gap-free and increasing
@@ -120,13 +115,6 @@ def tap_factory():
         tap.close()
 
 
-@pytest.fixture
-def tcp_node(node_factory):
-    """A fresh node (sample data) publishing on a free tcp port; returns (node, endpoint)."""
-    endpoint = free_tcp_endpoint()
-    return node_factory("--events-endpoint", endpoint), endpoint
-
-
 def reply_line(node, message) -> str:
     node.send(message)
     return node.read_line(timeout=TIMEOUT)
@@ -137,14 +125,10 @@ def stripped(event: dict) -> dict:
     return {k: v for k, v in event.items() if k not in ("recorded_at", "event_id")}
 
 
-def parse_time(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
-
-
 # -- the endpoint ----------------------------------------------------------------------
 
 def test_given_endpoint_is_logged_on_stderr(tcp_node, tap_factory):
-    node, endpoint = tcp_node
+    node, endpoint = tcp_node()
     assert node.events_endpoint() == endpoint
     assert f"\nevents endpoint: {endpoint}\n" in "\n" + node.stderr()
     assert tap_factory(endpoint).heartbeats == [4]
@@ -158,10 +142,9 @@ def test_default_endpoint_is_logged_and_live(node, tap_factory):
 
 
 @pytest.mark.parametrize("args,head", [((), 4), (("--no-sample-data",), 0)], ids=["sample", "empty"])
-def test_idle_heartbeat_head_is_the_last_position(node_factory, tap_factory, args, head):
+def test_idle_heartbeat_head_is_the_last_position(tcp_node, tap_factory, args, head):
     """Sample data is positions 1..4; an empty store has head 0. Idle heartbeats repeat it."""
-    endpoint = free_tcp_endpoint()
-    node_factory(*args, "--events-endpoint", endpoint)
+    _, endpoint = tcp_node(*args)
     tap = tap_factory(endpoint)
     assert [tap.heartbeat(), tap.heartbeat()] == [head, head]
 
@@ -170,7 +153,7 @@ def test_idle_heartbeat_head_is_the_last_position(node_factory, tap_factory, arg
 
 def test_events_of_both_dialects(tcp_node, tap_factory):
     """Each successful command's event: topic, exact fields, position, stream version."""
-    node, endpoint = tcp_node
+    node, endpoint = tcp_node()
     tap = tap_factory(endpoint)
     started = datetime.now(timezone.utc)
 
@@ -220,7 +203,7 @@ def test_events_of_both_dialects(tcp_node, tap_factory):
 def test_failed_commands_publish_nothing(tcp_node, tap_factory):
     """Rejected commands (and an idempotent repeat, which appends nothing) publish no event:
     the next successful command's event is the very next position."""
-    node, endpoint = tcp_node
+    node, endpoint = tcp_node()
     tap = tap_factory(endpoint)
     rejected = [
         ({"type": "CreateUser", "msg_id": 1, "payload": {"name": "Ann"}},
@@ -258,7 +241,7 @@ def test_failed_commands_publish_nothing(tcp_node, tap_factory):
 def test_burst_positions_gap_free_and_versions_per_stream(tcp_node, tap_factory):
     """A pipelined burst of both dialects: one event per command, positions 5.. with no gap,
     versions counting up per (context, stream); idle heartbeat head is the last position."""
-    node, endpoint = tcp_node
+    node, endpoint = tcp_node()
     tap = tap_factory(endpoint)
     messages = []
     for i in range(60):
@@ -304,7 +287,7 @@ def test_sample_data_is_in_the_store(node_factory, tap_factory):
     """Positions 1..4 are the sample events. The tap connects before the node starts, so it may
     see them live (then they are checked exactly); in any case their effects are checked:
     head 4, the accounts history with its recorded times, and the versions that follow."""
-    endpoint = free_tcp_endpoint()
+    endpoint = free_events_endpoint()
     tap = tap_factory(endpoint, sync=False)
     node = node_factory("--events-endpoint", endpoint)
     assert tap.sync() == 4
@@ -333,10 +316,9 @@ def test_sample_data_is_in_the_store(node_factory, tap_factory):
         (5, "directory", 2), (6, "accounts", 4)]
 
 
-def test_empty_store_starts_at_position_1(node_factory, tap_factory):
+def test_empty_store_starts_at_position_1(tcp_node, tap_factory):
     """--no-sample-data: head 0, and the first event is position 1, version 1."""
-    endpoint = free_tcp_endpoint()
-    node = node_factory("--no-sample-data", "--events-endpoint", endpoint)
+    node, endpoint = tcp_node("--no-sample-data")
     tap = tap_factory(endpoint)
     assert tap.heartbeats == [0]
     reply_line(node, {"type": "command", "msg_id": 1, "command": {"type": "CreateUser",
@@ -349,7 +331,7 @@ def test_empty_store_starts_at_position_1(node_factory, tap_factory):
 def test_late_subscriber_gets_the_current_head(tcp_node, tap_factory):
     """A subscriber joining after some commands sees the head in the first heartbeat, and the
     next event continues right after it."""
-    node, endpoint = tcp_node
+    node, endpoint = tcp_node()
     for i in range(1, 4):
         reply_line(node, {"type": "command", "msg_id": i, "command": {"type": "CreateUser",
                                                                       "payload": {"id": f"late-{i}", "name": "L"}}})

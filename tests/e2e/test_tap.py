@@ -10,8 +10,6 @@ import json
 import os
 import queue
 import signal
-import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -21,28 +19,13 @@ import msgpack
 import pytest
 import zmq
 
+from common import store_url
+from tests.support import bus, envelope
 from tests.support.nodeproc import ROOT, wait_until
+from tests.support.pipeline import run_commands
+from write_side.store import read_events
 
 TIMEOUT = 60.0  # generous: a busy 2-core machine
-
-
-def free_port_pair() -> int:
-    """A port P such that P and P + 1 were both free a moment ago."""
-    while True:
-        with socket.socket() as first, socket.socket() as second:
-            first.bind(("127.0.0.1", 0))
-            port = first.getsockname()[1]
-            try:
-                second.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-            return port
-
-
-def tcp_node(node_factory, *args: str):
-    """A node publishing on a free TCP port (catch-up on the next one): (node, endpoint)."""
-    endpoint = f"tcp://127.0.0.1:{free_port_pair()}"
-    return node_factory("--events-endpoint", endpoint, *args), endpoint
 
 
 class TapProcess:
@@ -104,14 +87,11 @@ def start_tap():
         tap.stop()
 
 
-def store_lines(data_dir, where: str = "1") -> list[str]:
-    """The stored events as the tap should print them: one JSON line each, in position order."""
-    db = sqlite3.connect(f"file:{data_dir}/events.sqlite3?mode=ro", uri=True)
-    try:
-        rows = db.execute(f"SELECT body FROM events WHERE {where} ORDER BY position").fetchall()
-    finally:
-        db.close()
-    return [json.dumps(msgpack.unpackb(body, raw=False)) for (body,) in rows]
+def store_lines(data_dir, context: str = "") -> list[str]:
+    """The stored events (of one context, if given) as the tap should print them: one JSON
+    line each, in position order, read through the store interface (read-only)."""
+    events = read_events(store_url.resolve("", str(data_dir), ""))
+    return [json.dumps(e) for e in events if not context or e["context"] == context]
 
 
 def commands(first_id: int, count: int) -> list[dict]:
@@ -119,19 +99,10 @@ def commands(first_id: int, count: int) -> list[dict]:
     out = []
     for i in range(first_id, first_id + count):
         if i % 2:
-            out.append({"type": "command", "msg_id": i, "command": {
-                "type": "CreateUser", "payload": {"id": f"t-{i}", "name": f"T{i}"}}})
+            out.append(envelope.create(f"t-{i}", f"T{i}", msg_id=i))
         else:
-            out.append({"type": "CreateUser", "msg_id": i,
-                        "payload": {"name": f"B{i}", "email": f"b{i}@example.com"}})
+            out.append(bus.create(f"B{i}", f"b{i}@example.com", msg_id=i))
     return out
-
-
-def run_commands(node, messages: list[dict]) -> None:
-    node.send(*messages)
-    for message in messages:
-        reply = node.read(timeout=TIMEOUT)
-        assert (reply["in_reply_to"], reply.get("success")) == (message["msg_id"], True), reply
 
 
 class Sub:
@@ -178,11 +149,11 @@ def open_sub():
         sub.close()
 
 
-def test_from_position_1_prints_the_store_while_commands_arrive(node_factory, tmp_path,
-                                                               start_tap, open_sub):
+def test_from_position_1_prints_the_store_while_commands_arrive(tcp_node, tmp_path, start_tap,
+                                                               open_sub):
     """Replay then live, with commands arriving all along: exactly the store's events, in
     order, no gap, no duplicate -- and the same events a plain SUB socket receives live."""
-    node, endpoint = tcp_node(node_factory, "--data-dir", str(tmp_path))
+    node, endpoint = tcp_node("--data-dir", str(tmp_path))
     run_commands(node, commands(1, 400))  # stored before the tap starts: replayed
     sub = open_sub(endpoint)  # live from here on
     total = 4 + 400 + 1200
@@ -203,11 +174,11 @@ def test_from_position_1_prints_the_store_while_commands_arrive(node_factory, tm
     assert [json.dumps(e) for e in live] == expected[404:]
 
 
-def test_filter_prints_only_matching_topics(node_factory, tmp_path, start_tap):
+def test_filter_prints_only_matching_topics(tcp_node, tmp_path, start_tap):
     """--filter accounts. prints the accounts events and nothing else, in store order."""
-    node, endpoint = tcp_node(node_factory, "--data-dir", str(tmp_path))
+    node, endpoint = tcp_node("--data-dir", str(tmp_path))
     run_commands(node, commands(1, 300))
-    accounts = "context = 'accounts'"
+    accounts = "accounts"
     assert len(store_lines(tmp_path)) == 4 + 300
     assert len(store_lines(tmp_path, accounts)) == 3 + 150
     tap = start_tap(endpoint, "--from-position", "1", "--filter", "accounts.",
@@ -218,9 +189,9 @@ def test_filter_prints_only_matching_topics(node_factory, tmp_path, start_tap):
     assert printed == store_lines(tmp_path, accounts)
 
 
-def test_without_from_position_prints_only_new_events(node_factory, tmp_path, start_tap):
+def test_without_from_position_prints_only_new_events(tcp_node, tmp_path, start_tap):
     """Started at head H, the tap prints nothing at or below H, then every event in order."""
-    node, endpoint = tcp_node(node_factory, "--data-dir", str(tmp_path))
+    node, endpoint = tcp_node("--data-dir", str(tmp_path))
     run_commands(node, commands(1, 200))
     head = 4 + 200
     tap = start_tap(endpoint, "--count", "30")
@@ -237,10 +208,10 @@ def test_without_from_position_prints_only_new_events(node_factory, tmp_path, st
     assert printed == store_lines(tmp_path)[first - 1:first - 1 + 30]
 
 
-def test_count_exits_zero_after_n_lines(node_factory, start_tap):
+def test_count_exits_zero_after_n_lines(tcp_node, start_tap):
     """--count N: exactly N lines, then exit status 0, whether the lines come from the replay
     alone or need live events too (run as the installed `cqrs-tap` script)."""
-    node, endpoint = tcp_node(node_factory)
+    node, endpoint = tcp_node()
     program = [os.path.join(os.path.dirname(sys.executable), "cqrs-tap")]
     replayed = start_tap(endpoint, "--from-position", "2", "--count", "2", program=program)
     status, printed = replayed.finish()
@@ -266,16 +237,13 @@ def script(first_id: int) -> list[dict]:
     for i in range(first_id, first_id + 1500, 3):
         sid = f"s-{i % 100}"
         kind = "CreateUser" if i < first_id + 300 else "RenameUser"
-        out.append({"type": "command", "msg_id": i, "command": {
-            "type": kind, "payload": {"id": sid, "name": f"n{i}"}}})
-        out.append({"type": "query", "msg_id": i + 1, "query": {
-            "type": "GetUser", "params": {"userId": sid}}})
-        out.append({"type": "query", "msg_id": i + 2, "query": {
-            "type": "ListUsers", "params": {"page": 2, "limit": 7}}})
+        out.append(envelope.command(kind, {"id": sid, "name": f"n{i}"}, msg_id=i))
+        out.append(envelope.get_user(sid, msg_id=i + 1))
+        out.append(envelope.list_users(msg_id=i + 2, page=2, limit=7))
     return out
 
 
-def test_tap_does_not_disturb_the_node(node_factory, tmp_path, start_tap):
+def test_tap_does_not_disturb_the_node(tcp_node, node_factory, tmp_path, start_tap):
     """Two taps following from position 1 while a script runs: the replies are exactly those of
     a node without taps, and the taps print the whole store."""
     quiet = node_factory()
@@ -283,7 +251,7 @@ def test_tap_does_not_disturb_the_node(node_factory, tmp_path, start_tap):
     expected = [quiet.read_line(timeout=TIMEOUT) for _ in range(1500)]
     assert all(json.loads(line).get("success") is True for line in expected[0::3])
 
-    node, endpoint = tcp_node(node_factory, "--data-dir", str(tmp_path))
+    node, endpoint = tcp_node("--data-dir", str(tmp_path))
     watchers = [start_tap(endpoint, "--from-position", "1") for _ in range(2)]
     assert wait_until(lambda: all(w.collect() == 4 for w in watchers), TIMEOUT), \
         "the taps did not print the sample events"

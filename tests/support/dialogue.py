@@ -1,12 +1,14 @@
 """A test's conversation with one node: requests with fresh msg_ids, reply lines in order,
 and exact checks of those lines (key order, separators, escapes), as the grader compares.
 
-Shared by the end-to-end tests of both dialects; each adds its own request builders.
+Shared by the end-to-end tests of both dialects; their request builders are in bus.py and
+envelope.py.
 """
 from __future__ import annotations
 
 import itertools
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,18 +50,47 @@ class Session:
         return self.pipeline([body])[0]
 
 
-# expected replies (in_reply_to is filled in by assert_reply)
+# requests of either dialect
 
-def ok(*events: dict) -> dict:
-    return {"type": "command_result", "in_reply_to": None, "success": True, "events": list(events)}
+def unique(prefix: str) -> str:
+    """A fresh id no other test uses, so tests can share a node in any order."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def numbered(body: dict, msg_id: int | None) -> dict:
+    """The request with this msg_id, placed right after its type as a client writes it (it
+    matters where a node reads the msg_id of a line too long to parse); None: as it is, for a
+    Session, which numbers what it sends."""
+    return body if msg_id is None else {"type": body["type"], "msg_id": msg_id, **body}
+
+
+def maelstrom(body: dict, src: str = "c1", dest: str = "n1") -> dict:
+    """A request in a Maelstrom envelope."""
+    return {"src": src, "dest": dest, "body": body}
+
+
+# expected replies (in_reply_to is filled in by assert_reply unless given)
+
+def ok(*events: dict, in_reply_to: int | None = None) -> dict:
+    return {"type": "command_result", "in_reply_to": in_reply_to, "success": True,
+            "events": list(events)}
 
 
 def failed(*errors: str) -> dict:
     return {"type": "command_result", "in_reply_to": None, "success": False, "errors": list(errors)}
 
 
-def result(data: Any) -> dict:
-    return {"type": "query_result", "in_reply_to": None, "data": data}
+def result(data: Any, in_reply_to: int | None = None) -> dict:
+    return {"type": "query_result", "in_reply_to": in_reply_to, "data": data}
+
+
+def init_ok(in_reply_to: int) -> dict:
+    return {"type": "init_ok", "in_reply_to": in_reply_to}
+
+
+def user(uid: str, name: str) -> dict:
+    """A user as GetUser and ListUsers show it, in both dialects."""
+    return {"id": uid, "name": name}
 
 
 def assert_reply(reply: Reply, expected: dict) -> None:
@@ -71,8 +102,14 @@ def assert_reply(reply: Reply, expected: dict) -> None:
 
 def assert_error(reply: Reply, code: int) -> None:
     """Section 6: {"type": "error", "in_reply_to": N, "code": C, "text": "..."}; the text is free."""
-    body = reply.body
-    assert list(body) == ["type", "in_reply_to", "code", "text"], reply.line
-    assert (body["type"], body["in_reply_to"], body["code"]) == ("error", reply.msg_id, code)
-    assert isinstance(body["text"], str) and body["text"]
-    assert reply.line == json.dumps(body)
+    assert_error_line(reply.line, reply.msg_id, code)
+
+
+def assert_error_line(line: str, in_reply_to: int | None, code: int) -> None:
+    """An error reply line (section 6) with this in_reply_to and code, in key order, written as
+    json.dumps writes it; its text is the node's own, but never empty."""
+    body = json.loads(line)
+    assert list(body) == ["type", "in_reply_to", "code", "text"], line
+    assert (body["type"], body["in_reply_to"], body["code"]) == ("error", in_reply_to, code), line
+    assert isinstance(body["text"], str) and body["text"], line
+    assert line == json.dumps(body)

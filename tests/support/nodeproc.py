@@ -11,10 +11,12 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUN_NODE = os.path.join(ROOT, "run_node.py")
+# The virtualenv's python and installed scripts (cqrs-client, cqrs-keys, honcho, ...).
+VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 
 
 def descendants(pid: int) -> set[int]:
@@ -40,6 +42,15 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def cmdline(pid: int) -> list[bytes]:
+    """The process's argv from /proc ([] once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
+
+
 def alive(pid: int) -> bool:
     """True while pid exists and is not a zombie."""
     try:
@@ -49,7 +60,8 @@ def alive(pid: int) -> bool:
         return False
 
 
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool:
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> bool:
+    """Poll predicate until it holds or timeout seconds have passed; its last verdict."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -81,12 +93,15 @@ def encode(message: Any) -> bytes:
 
 
 class Node:
-    """One node process. Replies are read by a thread into a queue, so reads can time out."""
+    """One node process. Replies are read by a thread into a queue, so reads can time out.
 
-    def __init__(self, *args: str, env: dict | None = None) -> None:
+    program: the script to run, run_node.py unless a test drives another implementation
+    of the same protocol (bench/baseline.py)."""
+
+    def __init__(self, *args: str, env: dict | None = None, program: str = RUN_NODE) -> None:
         self.stderr_file = tempfile.NamedTemporaryFile(prefix="node-stderr-", delete=False)
         full_env = {**os.environ, **(env or {})}
-        self.proc = subprocess.Popen([sys.executable, RUN_NODE, *args], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, program, *args], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.stderr_file,
                                      env=full_env, cwd=ROOT)
         self.lines: queue.Queue = queue.Queue()
@@ -187,11 +202,20 @@ class Node:
         os.unlink(self.stderr_file.name)
 
 
-def run_lines(lines: list[Any], *args: str, timeout: float = 60.0,
-              env: dict | None = None) -> tuple[list[str], int, str]:
+def run_lines(lines: list[Any], *args: str, timeout: float = 60.0, env: dict | None = None,
+              program: str = RUN_NODE) -> tuple[list[str], int, str]:
     """Write all lines, close stdin, collect (reply lines, exit status, stderr)."""
     data = b"".join(encode(m) + b"\n" for m in lines)
-    proc = subprocess.run([sys.executable, RUN_NODE, *args], input=data, capture_output=True,
+    proc = subprocess.run([sys.executable, program, *args], input=data, capture_output=True,
                           timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})
     out = proc.stdout.decode("utf-8", "replace").splitlines()
     return out, proc.returncode, proc.stderr.decode("utf-8", "replace")
+
+
+def role_pid(node: Node, module: str) -> int:
+    """The pid of the node's single child running `python -m <module>`."""
+    def find() -> list[int]:
+        return [pid for pid in node.children() if module.encode() in cmdline(pid)]
+
+    assert wait_until(lambda: len(find()) == 1, 20), f"no single {module} child"
+    return find()[0]

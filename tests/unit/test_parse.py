@@ -1,5 +1,6 @@
 """Dialect classification and the errors answered by the router itself."""
 import json
+import math
 
 import pytest
 
@@ -12,23 +13,23 @@ def p(obj):
 
 
 def test_bus_command_and_query():
-    cmd = p({"src": "c", "dest": "n", "body": {"type": "RenameUser", "msg_id": 3,
+    command = p({"src": "c", "dest": "n", "body": {"type": "RenameUser", "msg_id": 3,
                                                "payload": {"id": "u"}, "expected_version": 2,
                                                "command_id": "k1"}})
-    assert (cmd.kind, cmd.context, cmd.name, cmd.msg_id, cmd.src, cmd.dest) == (
-        "cmd", "directory", "RenameUser", 3, "c", "n")
-    assert (cmd.expected_version, cmd.command_id, cmd.args) == (2, "k1", {"id": "u"})
-    qry = p({"type": "FindUserByEmail", "msg_id": 4, "params": {"email": "a@b.c"}})
-    assert (qry.kind, qry.context) == ("qry", "directory")
+    assert (command.kind, command.context, command.name, command.msg_id, command.src, command.dest) == (
+        "command", "directory", "RenameUser", 3, "c", "n")
+    assert (command.expected_version, command.command_id, command.args) == (2, "k1", {"id": "u"})
+    query = p({"type": "FindUserByEmail", "msg_id": 4, "params": {"email": "a@b.c"}})
+    assert (query.kind, query.context) == ("query", "directory")
 
 
 def test_envelope_command_and_query():
-    cmd = p({"type": "command", "msg_id": 1, "command": {"type": "DeleteUser", "payload": {},
+    command = p({"type": "command", "msg_id": 1, "command": {"type": "DeleteUser", "payload": {},
                                                          "expectedVersion": 0, "commandId": "x"}})
-    assert (cmd.kind, cmd.context, cmd.name, cmd.expected_version, cmd.command_id) == (
-        "cmd", "accounts", "DeleteUser", 0, "x")
-    qry = p({"type": "query", "msg_id": 2, "query": {"type": "GetUserHistory", "params": {}}})
-    assert (qry.kind, qry.context, qry.name) == ("qry", "accounts", "GetUserHistory")
+    assert (command.kind, command.context, command.name, command.expected_version, command.command_id) == (
+        "command", "accounts", "DeleteUser", 0, "x")
+    query = p({"type": "query", "msg_id": 2, "query": {"type": "GetUserHistory", "params": {}}})
+    assert (query.kind, query.context, query.name) == ("query", "accounts", "GetUserHistory")
 
 
 @pytest.mark.parametrize("line, code, msg_id", [
@@ -67,7 +68,7 @@ def test_init_and_stats():
 
 def test_nesting_deeper_than_the_stack_is_invalid_json():
     got = parse(("[" * 100_000 + "]" * 100_000).encode(), 1 << 22)
-    assert (got.kind, got.error) == ("error", (12, "malformed request: invalid JSON"))
+    assert (got.kind, got.error) == ("error", [12, "malformed request: invalid JSON"])
 
 
 @pytest.mark.parametrize("raw", [b'{"type": "init", "msg_id": 1}', b' \t{"type": "init"}\r\n ',
@@ -75,11 +76,26 @@ def test_nesting_deeper_than_the_stack_is_invalid_json():
                                  b'\xef\xbb\xbf{"type": "init"}', b'{"a": NaN, "type": "init"}',
                                  b'\xa0{"type": "init"}', '\u00a0{"type": "init"}'.encode(),
                                  b'{"type": "\xff"}', b'[1, 2]', b'"text"', b'1e400'])
-def test_json_is_read_exactly_as_json_loads_reads_it(raw):
+def test_json_is_read_exactly_as_strict_json_reads_it(raw):
+    def no_constants(name):
+        raise ValueError(name)
+
     try:
-        json.loads(raw.decode("utf-8"))
-        valid = True
+        value = json.loads(raw.decode("utf-8"), parse_constant=no_constants)
+        valid = not (isinstance(value, float) and math.isinf(value))
     except ValueError:
         valid = False
     got = parse(raw, 1 << 20)
-    assert (got.error != (12, "malformed request: invalid JSON")) == valid
+    assert (got.error != [12, "malformed request: invalid JSON"]) == valid
+
+
+@pytest.mark.parametrize("line", [
+    b'{"type": "init", "msg_id": NaN}',
+    b'{"type": "init", "msg_id": Infinity}',
+    b'{"type": "init", "msg_id": -Infinity}',
+    b'{"type": "CreateUser", "msg_id": 1, "payload": {"age": 1e400}}',
+    b'{"type": "CreateUser", "msg_id": 1, "payload": {"age": -1e999}}',
+])
+def test_non_json_numbers_are_malformed(line):
+    got = parse(line, 1 << 20)
+    assert got.kind == "error" and got.error[0] == 12 and got.msg_id is None

@@ -71,3 +71,16 @@ def test_dumps_writes_exactly_what_json_dumps_writes(body):
 def test_dumps_refuses_what_json_dumps_refuses():
     with pytest.raises(TypeError):
         render.dumps({"x": object()})
+
+
+def test_a_reply_held_as_a_function_is_rendered_at_its_turn():
+    from router.order import OrderBuffer
+
+    buffer = OrderBuffer()
+    seen = []
+    buffer.put(2, lambda before: (seen.append(before), b"stats\n")[1])
+    buffer.put(1, b"b\n")
+    assert buffer.take() == [] and seen == []  # reply 0 is still missing
+    buffer.put(0, b"a\n")
+    assert buffer.take() == [b"a\n", b"b\n", b"stats\n"]
+    assert seen == [2]  # rendered once, knowing two replies went out before it

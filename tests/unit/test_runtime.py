@@ -1,33 +1,8 @@
-"""Runtime folders: a folder whose launcher is gone is removed, even before the launcher
-is reaped (a killed launcher is a zombie until its parent waits for it)."""
+"""Runtime folders: a folder whose launcher still runs is kept. (The removal of one whose
+launcher is gone needs a real zombie process: tests/e2e/test_runtime_zombie.py.)"""
 import os
-import signal
 
 from common import runtime
-from tests.support.nodeproc import wait_until
-
-
-def _zombie() -> int:
-    pid = os.fork()
-    if pid == 0:
-        signal.pause()
-        os._exit(0)
-    os.kill(pid, signal.SIGKILL)
-    assert wait_until(lambda: open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
-                      == "Z", 5)
-    return pid
-
-
-def test_a_folder_whose_launcher_is_a_zombie_is_removed(tmp_path, monkeypatch):
-    folder = tmp_path / "rt"
-    folder.mkdir()
-    pid = _zombie()
-    try:
-        monkeypatch.setattr(runtime, "owner", lambda _folder: pid)
-        assert runtime.remove_if_orphaned(str(folder))
-        assert not folder.exists()
-    finally:
-        os.waitpid(pid, 0)
 
 
 def test_a_folder_whose_launcher_runs_is_kept(tmp_path, monkeypatch):
