@@ -124,6 +124,7 @@ def _write_outputs(args: argparse.Namespace, argv: list[str] | None, series: lis
     nodes = [s.name for s in specs]
     args.markdown, args.plot = output_paths(args)
     if args.json:
+        _make_folder(args.json)
         report.to_json(args.json, series, specs, sizes, args.runs)
     drawn = None
     if not args.no_plot and series:

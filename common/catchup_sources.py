@@ -32,11 +32,9 @@ import time
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, NamedTuple, Protocol, Sequence
-from urllib.parse import urlsplit
-
 import zmq
 
-from common import config, wire
+from common import config, store_url, wire
 from common.checksum import checksum_bytes
 
 log = logging.getLogger("subscription")
@@ -143,8 +141,9 @@ class EndpointSource:
 #          body BYTEA, checksum BYTEA, UNIQUE (context, stream_id, version))
 # `body` is the packed event map, the very bytes published; `checksum` is
 # common.checksum.checksum_bytes(body). Positions are given out under a lock on a counter
-# row, which is held until the commit: commits end in position order, so once position N
-# is visible every position below it is too, and the store never shows a gap.
+# row (the engine's `head`), held until the commit: commits end in position order, so once
+# position N is visible every position below it is too, and the store never shows a gap
+# (tests/e2e/test_db_fed.py reads it while two writers commit).
 _PAGE = ("SELECT position, body, checksum FROM events WHERE position > %s "
          "ORDER BY position LIMIT %s")
 # The head from the events themselves: the counter row is written in the same transaction
@@ -153,22 +152,16 @@ _PAGE = ("SELECT position, body, checksum FROM events WHERE position > %s "
 _HEAD = "SELECT coalesce(max(position), 0) FROM events"
 
 CONNECT_TIMEOUT = 5         # seconds to reach the server (libpq counts 2 at least)
-STATEMENT_TIMEOUT_MS = 30_000  # the server ends a read that hangs this long
 RECONNECT_AFTER = 0.5       # seconds between attempts to reach a server that is down
 DOWN_LOG_EVERY = 10.0       # seconds between warnings while the server stays down
+# The session: read-only on the server's side, so this connection can change nothing,
+# even by mistake; and a read stuck on the server is ended by it.
+_SESSION = ("SELECT set_config('default_transaction_read_only', 'on', false), "
+            "set_config('statement_timeout', '30s', false)")
 
 
 class _Unavailable(Exception):
     """The server could not be reached or dropped the connection: try again later."""
-
-
-def describe(url: str) -> str:
-    """A database URL as it may be logged: scheme, user, hosts and database, never a
-    password (in the user part or in the query string, which is left out)."""
-    parts = urlsplit(url)
-    userinfo, at, hosts = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return f"{parts.scheme}://{user}{at}{hosts}{parts.path}"
 
 
 class DatabaseSource:
@@ -190,9 +183,20 @@ class DatabaseSource:
         except ImportError:
             raise StoreUnreadable("reading a PostgreSQL store needs psycopg 3 "
                                   "(pip install 'psycopg[binary]')") from None
+        from psycopg.conninfo import conninfo_to_dict
+
         self._psycopg = psycopg
         self.url = url
-        self.where = f"the database {describe(url)}"
+        self._shown = store_url.redact(url)  # never the password, in logs and errors
+        self.where = f"the database {self._shown}"
+        # libpq's settings the URL gives: they win over this source's defaults, as they do
+        # for the write side's engine (write_side/store/postgres.py).
+        try:
+            self._given = conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            raise StoreUnreadable(f"{self.where} is not a URL libpq reads: "
+                                  f"{str(exc).strip()}") from None
+        self._password = self._given.get("password") or ""
         self.chunk = chunk
         self._tickets = itertools.count(1)
         self._pending: dict[int, Future] = {}  # asked, not yet waited for
@@ -296,11 +300,11 @@ class DatabaseSource:
             return Page(0, [])
         except (self._psycopg.OperationalError, self._psycopg.InterfaceError) as exc:
             self._disconnect()  # QueryCanceled (the statement timeout) is one of these
-            raise _Unavailable(_first_line(exc)) from None
+            raise _Unavailable(self._say(exc)) from None
         except self._psycopg.Error as exc:
             raise StoreUnreadable(f"{self.where} cannot be read as an event store "
                                   f"(expected the events table of docs/storage.md): "
-                                  f"{_first_line(exc)}") from None
+                                  f"{self._say(exc)}") from None
         events = self._checked(after, rows)
         return Page(max(head, events[-1]["position"] if events else 0), events)
 
@@ -327,7 +331,7 @@ class DatabaseSource:
         return events
 
     def _damaged(self, what: str) -> StoreDamaged:
-        return StoreDamaged(f"event store {describe(self.url)} is corrupt: {what}")
+        return StoreDamaged(f"event store {self._shown} is corrupt: {what}")
 
     def _connection(self) -> Any:
         if self._conn is not None and not self._conn.closed:
@@ -337,20 +341,23 @@ class DatabaseSource:
         pause = self._retry_at - time.monotonic()
         if pause > 0:
             time.sleep(pause)
+        extra = {key: value for key, value in {
+            "connect_timeout": CONNECT_TIMEOUT, "fallback_application_name": "cqrs-subscriber",
+            # A server that vanishes without closing the connection is noticed.
+            "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
+            "keepalives_count": 3}.items() if key not in self._given}
         try:
-            self._conn = self._psycopg.connect(
-                self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
-                application_name="cqrs-subscriber",
-                # Read-only on the server's side: this connection can change nothing, even
-                # by mistake. The timeout ends a read stuck on the server.
-                options=(f"-c default_transaction_read_only=on "
-                         f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"),
-                # A server that vanishes without closing the connection is noticed.
-                keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3)
+            conn = self._psycopg.connect(self.url, autocommit=True, **extra)
+            try:
+                conn.execute(_SESSION)
+            except BaseException:
+                conn.close()
+                raise
         except self._psycopg.Error as exc:
             self._retry_at = time.monotonic() + RECONNECT_AFTER
-            raise _Unavailable(_first_line(exc)) from None
-        return self._conn
+            raise _Unavailable(self._say(exc)) from None
+        self._conn = conn
+        return conn
 
     def _disconnect(self) -> None:
         if self._conn is not None:
@@ -361,8 +368,10 @@ class DatabaseSource:
             self._conn = None
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    def _say(self, exc: BaseException) -> str:
+        """An error's first line, without the password should libpq ever echo it."""
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return text.replace(self._password, "***") if self._password else text
 
 
 # ---- which one ---------------------------------------------------------------------------------

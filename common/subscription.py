@@ -32,9 +32,9 @@ log = logging.getLogger("subscription")
 # a while on a busy host, and a gap still open after it costs one catch-up. A single write
 # side publishes in position order, so there a gap means a lost message: no wait at all.
 HOLD_FOR = 0.05
-# Events held ahead of a gap at most (a few megabytes). Past it, a further event ahead is
-# not kept (the store has it) and the gap is filled at once.
-MAX_HELD = 20_000
+# Events held ahead of a gap at most (unpacked, about ten megabytes). Past it, a further
+# event ahead is not kept (the store has it) and the gap is filled at once.
+MAX_HELD = 10_000
 # Seconds after a catch-up that got no answer before a gap triggers another one, so a
 # write side or database that is down is not asked again for every event that arrives.
 RETRY_AFTER = 0.5

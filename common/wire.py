@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple, TypeVar
 
 import msgpack
 import zmq
@@ -52,6 +52,7 @@ QUERIES = b"queries"
 ANSWERS = b"answers"
 HEARTBEAT_TOPIC = b"_heartbeat"
 ROLES = ("write", "read")
+T = TypeVar("T")
 
 _packer = msgpack.Packer(use_bin_type=True)
 # What pack() raises for a value msgpack cannot carry (an integer past 64 bits, a lone
@@ -188,30 +189,46 @@ def _check(ok: bool, what: str) -> None:
         raise BadFrame(what)
 
 
+# The helpers below build their message only when the check fails: they run per item.
+
 def _position(value: Any, what: str) -> int:
-    _check(type(value) is int and 0 <= value <= INT64_MAX, f"{what} must be a position")
+    if type(value) is not int or not 0 <= value <= INT64_MAX:
+        raise BadFrame(f"{what} must be a position")
     return value
 
 
 def _text(value: Any, what: str) -> str:
-    _check(type(value) is str, f"{what} must be a string")
+    if type(value) is not str:
+        raise BadFrame(f"{what} must be a string")
     return value
 
 
 def _array(body: Any, size: int, what: str) -> list:
-    _check(type(body) is list and len(body) == size, f"{what} must be an array of {size}")
+    if type(body) is not list or len(body) != size:
+        raise BadFrame(f"{what} must be an array of {size}")
     return body
 
 
 def _items(body: Any, what: str) -> list:
-    _check(type(body) is list, f"{what} must be an array")
+    if type(body) is not list:
+        raise BadFrame(f"{what} must be an array")
     return body
 
 
 def frames(parts: list[bytes], count: int, what: str) -> list[bytes]:
     """The frames of a message that must have exactly `count` of them."""
-    _check(len(parts) == count, f"{what} must have {count} frames, not {len(parts)}")
+    if len(parts) != count:
+        raise BadFrame(f"{what} must have {count} frames, not {len(parts)}")
     return parts
+
+
+def from_router(parts: list[bytes], kind: bytes, decode: Callable[[bytes], T]) -> T:
+    """A back-end's view of a message from the router: two frames, the expected kind, and
+    a body that `decode` accepts."""
+    got, body = frames(parts, 2, "a router message")
+    if got != kind:
+        raise BadFrame(f"a message of kind {got[:32]!r}, not {kind.decode()}")
+    return decode(body)
 
 
 def report(data: bytes, role: str) -> Report:
@@ -235,28 +252,29 @@ def report(data: bytes, role: str) -> Report:
 def _result(value: Any) -> dict:
     """A command's or a query's result (see the module docstring)."""
     _check(type(value) is dict, "result must be a map")
-    if "error" in value:
+    if "json" in value:  # the usual case first: a query's data
+        _text(value["json"], "json")
+    elif "error" in value:
         pair = value["error"]
         _check(type(pair) is list and len(pair) == 2 and type(pair[0]) is int
                and type(pair[1]) is str, "error must be [code, text]")
-    elif "json" in value:
-        _text(value["json"], "json")
     else:
         _check(type(value.get("success")) is bool, "result needs success, error or json")
         _items(value.get("events" if value["success"] else "errors"), "result list")
     return value
 
 
+# The decoders below run for every request and answer, so each checks an item in one
+# expression and builds its message only when that fails.
+
 def command_requests(data: bytes) -> list[CommandRequest]:
     out = []
     for item in _items(unpack(data), "commands"):
         seq, context, name, args, command_id, expected = _array(item, 6, "command")
-        _position(seq, "seq")
-        _text(context, "context")
-        _text(name, "name")
-        _text(command_id, "command_id")
-        _check(expected is None or (type(expected) is int and 0 <= expected <= INT64_MAX),
-               "expected_version must be a position")
+        if not (type(seq) is int and 0 <= seq <= INT64_MAX and type(context) is str
+                and type(name) is str and type(command_id) is str
+                and (expected is None or (type(expected) is int and 0 <= expected <= INT64_MAX))):
+            raise BadFrame(f"command {seq!r}: a field of the wrong type or out of range")
         out.append(CommandRequest(seq, context, name, args, command_id, expected))
     return out
 
@@ -265,8 +283,10 @@ def command_results(data: bytes) -> list[CommandResult]:
     out = []
     for item in _items(unpack(data), "results"):
         seq, result, position = _array(item, 3, "result")
-        out.append(CommandResult(_position(seq, "seq"), _result(result),
-                                 _position(position, "position")))
+        if not (type(seq) is int and 0 <= seq <= INT64_MAX
+                and type(position) is int and 0 <= position <= INT64_MAX):
+            raise BadFrame(f"result {seq!r}: seq and position must be positions")
+        out.append(CommandResult(seq, _result(result), position))
     return out
 
 
@@ -274,10 +294,10 @@ def query_requests(data: bytes) -> list[QueryRequest]:
     out = []
     for item in _items(unpack(data), "queries"):
         seq, context, name, params, at = _array(item, 5, "query")
-        _position(seq, "seq")
-        _text(context, "context")
-        _text(name, "name")
-        out.append(QueryRequest(seq, context, name, params, _position(at, "at")))
+        if not (type(seq) is int and 0 <= seq <= INT64_MAX and type(context) is str
+                and type(name) is str and type(at) is int and 0 <= at <= INT64_MAX):
+            raise BadFrame(f"query {seq!r}: a field of the wrong type or out of range")
+        out.append(QueryRequest(seq, context, name, params, at))
     return out
 
 
@@ -286,7 +306,11 @@ def answers(data: bytes) -> Answers:
     out = []
     for item in _items(items, "answer items"):
         seq, result = _array(item, 2, "answer")
-        out.append(QueryAnswer(_position(seq, "seq"), _result(result)))
+        if not (type(seq) is int and 0 <= seq <= INT64_MAX and type(result) is dict
+                and type(result.get("json")) is str):
+            _position(seq, "seq")
+            _result(result)  # an error, or the message that says what is wrong
+        out.append(QueryAnswer(seq, result))
     return Answers(_position(position, "position"), out)
 
 
@@ -299,11 +323,11 @@ def event(value: Any) -> dict:
             value["type"], value["data"], value["recorded_at"], value["event_id"])
     except KeyError as missing:
         raise BadFrame(f"event has no {missing}") from None
-    _check(type(position) is int and 0 < position <= INT64_MAX, "event position")
-    _check(type(version) is int and 0 < version <= INT64_MAX, "event version")
-    _check(type(context) is str and type(stream_id) is str and type(type_) is str
-           and type(recorded_at) is str and type(event_id) is str, "event text fields")
-    _check(type(data) is dict, "event data must be a map")
+    if not (type(position) is int and 0 < position <= INT64_MAX
+            and type(version) is int and 0 < version <= INT64_MAX
+            and type(context) is str and type(stream_id) is str and type(type_) is str
+            and type(recorded_at) is str and type(event_id) is str and type(data) is dict):
+        raise BadFrame(f"event {position!r}: a field of the wrong type or out of range")
     return value
 
 

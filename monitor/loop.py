@@ -11,8 +11,9 @@ import time
 
 import zmq
 
-from common import timefmt, wire
-from common.config import Config
+from common import catchup_sources, timefmt, wire
+from common.catchup_sources import StoreUnreadable
+from common.config import FATAL_EXIT, Config
 from common.log import setup
 from common.security import Curve
 from common.stopping import StopSignal
@@ -33,8 +34,12 @@ class Monitor:
         self.secure = Curve(self.ctx)
         self.drops = wire.Drops(self.log)
         self.view = NodeView()
-        self.sub = Subscription(self.ctx, cfg.events_endpoint, cfg.catchup_endpoint,
-                                self.view.apply_event, secure=self.secure, drops=self.drops)
+        # Stored events from where a read side reads them (the write side's catch-up
+        # endpoint, or a database every process reads); live ones from every write side.
+        source = catchup_sources.for_store(self.ctx, cfg.store, cfg.catchup_endpoint,
+                                           self.secure, self.drops)
+        self.sub = Subscription(self.ctx, cfg.events_endpoint, source, self.view.apply_event,
+                                secure=self.secure, drops=self.drops)
         self.stats = StatsClient(self.ctx, cfg.client_endpoint, self.secure)
         from monitor.web import Web  # prometheus-client and http.server: only here
 
@@ -56,7 +61,11 @@ class Monitor:
                     poller.unregister(stats_socket)
                 stats_socket = self.stats.socket
                 poller.register(stats_socket, zmq.POLLIN)
-            ready = dict(poller.poll(int(TURN * 1000)))
+            wait = TURN
+            gap = self.sub.due_in()  # a gap in the live streams, filled from the store then
+            if gap is not None:
+                wait = min(wait, gap)
+            ready = dict(poller.poll(int(wait * 1000) + 1))
             now = time.monotonic()
             if not self.ready:
                 # The whole store first: its counts are then the store's. Live events wait
@@ -64,6 +73,8 @@ class Monitor:
                 self.ready = self.sub.catch_up(timeout=1.0)
             if self.sub.socket in ready:
                 self.sub.drain()
+            if self.ready:
+                self.sub.heal_if_due()
             if stats_socket in ready:
                 data = self.stats.receive(now)
                 if data is not None:
@@ -89,8 +100,7 @@ class Monitor:
         source = "monitor"
         if held is None or not held.complete:
             try:
-                events = scan_stream(self.ctx, self.cfg.catchup_endpoint, context, stream_id,
-                                     self.secure)
+                events = scan_stream(self._new_source, context, stream_id)
             except ScanFailed as failed:
                 if held is None:
                     return {"error": f"cannot read the stream from the store: {failed}"}
@@ -105,6 +115,12 @@ class Monitor:
                 "complete": held.complete if held is not None else True, "events": events,
                 "at": at, "state": state_at(events, at)}
 
+    def _new_source(self) -> catchup_sources.CatchupSource:
+        """A catch-up source of its own for a scan (called on an HTTP thread: a ZeroMQ
+        socket belongs to one thread)."""
+        return catchup_sources.for_store(self.ctx, self.cfg.store, self.cfg.catchup_endpoint,
+                                         self.secure)
+
     def close(self) -> None:
         self.web.stop()
         self.stats.close()
@@ -114,4 +130,9 @@ class Monitor:
 
 
 def main(cfg: Config) -> None:
-    Monitor(cfg).run()
+    try:
+        Monitor(cfg).run()
+    except StoreUnreadable as exc:
+        # A restart would read the same store: stop for good (the node is not affected).
+        setup("monitor").error("stopping: %s", exc)
+        raise SystemExit(FATAL_EXIT) from None

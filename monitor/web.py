@@ -208,7 +208,9 @@ class Web:
                           self.RETRY_EVERY)
             self._failed_before = True
             return
-        threading.Thread(target=self.server.serve_forever, name="http", daemon=True).start()
+        # A short poll interval: stopping waits for the serving thread's next look.
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                         name="http", daemon=True).start()
         log.info("serving the page and /metrics on http://%s:%d/", _url_host(self.host),
                  self.server.server_address[1])
 

@@ -160,10 +160,7 @@ class ReadSide:
             except zmq.Again:
                 return
             try:
-                kind, body = wire.frames(parts, 2, "a router message")
-                if kind != wire.QUERIES:
-                    raise wire.BadFrame(f"unknown kind {kind[:32]!r}")
-                queries = wire.query_requests(body)
+                queries = wire.from_router(parts, wire.QUERIES, wire.query_requests)
             except wire.BadFrame as bad:
                 self.drops.drop("the router connection", "router", bad)
                 continue

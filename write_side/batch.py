@@ -37,6 +37,10 @@ class AggregateCache:
         if len(self._items) > self.capacity:
             self._items.popitem(last=False)
 
+    def discard(self, key: Key) -> None:
+        """Forget one aggregate (another write side changed its stream)."""
+        self._items.pop(key, None)
+
     def clear(self) -> None:
         self._items.clear()
 
@@ -148,9 +152,18 @@ class Batch:
         before = aggregate.claims()
         aggregate.apply(type_, data, recorded_at)
         after = aggregate.claims()
+        # The commit holds each claim's net change, which a store applies as releases
+        # first, then claims: a claim made and given up within the batch (an email set,
+        # then changed again) is dropped rather than released, or the store would keep it
+        # (a release applied before the claim it undoes).
         for kind, value in before - after:
-            self._claims[(context, kind, value)] = None
-            self._commit.releases.append((context, kind, value))
+            key = (context, kind, value)
+            self._claims[key] = None
+            claimed_here = (context, kind, value, aggregate.id)
+            if claimed_here in self._commit.claims:
+                self._commit.claims.remove(claimed_here)
+            else:
+                self._commit.releases.append(key)
         for kind, value in after - before:
             self._claims[(context, kind, value)] = aggregate.id
             self._commit.claims.append((context, kind, value, aggregate.id))
@@ -161,6 +174,9 @@ class Batch:
         self._commit.commands.append((command_id, result, self.position))
 
     def commit(self) -> list[Stored]:
+        # What the decisions read: a shared store refuses the batch if another write side
+        # changed any of it meanwhile (write_side.store.StoreConflict).
+        self._commit.reads = list(self._touched)
         return self._store.commit(self._commit)
 
 

@@ -8,7 +8,7 @@ from collections import OrderedDict
 import zmq
 
 from common import wire
-from write_side.store import EventStore
+from write_side.store import EventStore, StoreError
 
 MAX_CHUNK = 5_000
 # What a subscriber, or an attacker posing as many, can cost. A reply is up to MAX_CHUNK
@@ -77,7 +77,14 @@ class CatchupServer:
 
     def _answer(self, identity: bytes, request: wire.CatchupRequest) -> None:
         limit = min(request.limit or MAX_CHUNK, MAX_CHUNK)
-        bodies = self.store.bodies_after(request.after, limit)
+        try:
+            bodies = self.store.bodies_after(request.after, limit)
+        except StoreError as exc:
+            # A database that is away for a while: no answer, and the subscriber asks again
+            # when its wait runs out (its catch-up is retried, never fatal).
+            self.not_sent += 1
+            log.warning("catch-up request not answered: %s", exc)
+            return
         self.served += len(bodies)
         reply = wire.catchup_reply(request.req, self.store.head, bodies)
         try:

@@ -74,7 +74,9 @@ class WriteSide:
         self.commit_us = FlatHistogram("commit_us", COMMIT_MICROSECONDS)
         self.stop = StopSignal()
         self.router.send_multipart(wire.message(wire.HELLO, self._status()))
-        self.log.info("ready: head %d, store in %s", self.store.head, folder)
+        # str(where): a database URL without its password (common.store_url).
+        self.log.info("ready: head %d, store %s", self.store.head,
+                      where if folder is None else f"in {folder}")
 
     def _status(self) -> wire.Report:
         return wire.Report("write", os.getpid(), True, self.store.head,
@@ -115,10 +117,7 @@ class WriteSide:
             except zmq.Again:
                 break
             try:
-                kind, body = wire.frames(parts, 2, "a router message")
-                if kind != wire.COMMANDS:
-                    raise wire.BadFrame(f"unknown kind {kind[:32]!r}")
-                requests.extend(wire.command_requests(body))
+                requests.extend(wire.from_router(parts, wire.COMMANDS, wire.command_requests))
             except wire.BadFrame as bad:
                 self.drops.drop("the router connection", "router", bad)
         if not requests:

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import queue
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -31,7 +33,7 @@ from common import store_url, wire
 from common.catchup_sources import DatabaseSource, StoreDamaged
 from common.checksum import checksum_bytes
 from common.subscription import Subscription
-from tests.support.nodeproc import ROOT, Node
+from tests.support.nodeproc import ROOT, Node, role_pid
 from tests.support.ports import free_ports
 
 psycopg = pytest.importorskip("psycopg")
@@ -376,6 +378,201 @@ def test_a_database_that_goes_away_is_waited_for_not_fatal(postgres_cluster, ctx
         sub.close()
 
 
+# ---- a read side process fed from the database ------------------------------------------------
+
+class FakeRouter:
+    """The router's read endpoint, as far as one read side needs it: takes its hello and
+    status reports, sends it queries, takes its answers."""
+
+    def __init__(self, ctx: zmq.Context) -> None:
+        self.endpoint = f"tcp://127.0.0.1:{free_ports(1)[0]}"
+        self.socket = ctx.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.bind(self.endpoint)
+        self.peer: bytes | None = None
+        self.status: wire.Report | None = None
+        self.seq = 0
+
+    def _take(self, timeout: float) -> wire.Answers | None:
+        if not self.socket.poll(int(timeout * 1000) + 1):
+            return None
+        peer, kind, body = self.socket.recv_multipart()
+        if kind in (wire.HELLO, wire.STATUS):
+            self.peer, self.status = peer, wire.report(body, "read")
+            return None
+        assert kind == wire.ANSWERS, kind
+        return wire.answers(body)
+
+    def wait_ready_at(self, position: int, proc: subprocess.Popen) -> wire.Report:
+        deadline = time.monotonic() + WAIT
+        while not (self.status and self.status.ready and self.status.position == position):
+            assert proc.poll() is None, f"the read side exited with status {proc.returncode}"
+            assert time.monotonic() < deadline, f"read side not ready at {position}: " \
+                                                f"{self.status}"
+            self._take(0.2)
+        return self.status
+
+    def ask(self, context: str, name: str, params: dict, at: int) -> dict:
+        self.seq += 1
+        assert self.peer is not None
+        self.socket.send_multipart([self.peer, *wire.message(
+            wire.QUERIES, [wire.QueryRequest(self.seq, context, name, params, at)])])
+        deadline = time.monotonic() + WAIT
+        while True:
+            assert time.monotonic() < deadline, f"no answer to {name} {params}"
+            answers = self._take(0.2)
+            if answers is not None:
+                (answer,) = answers.items
+                assert answer.seq == self.seq
+                return answer.result
+
+
+class ReadSideProcess:
+    def __init__(self, tmp_path, events: list[str], router: FakeRouter, url: str) -> None:
+        (tmp_path / "runtime").mkdir(exist_ok=True)
+        (tmp_path / "data").mkdir(exist_ok=True)  # for snapshots (the launcher makes it)
+        self.runtime = tmp_path / "runtime"
+        self.err = tmp_path / f"read-{time.monotonic_ns()}.err"
+        env = {**os.environ, "CQRS_SNAPSHOT_MIN": "20"}
+        with open(self.err, "wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "read_side", "--events-endpoint", ",".join(events),
+                 "--read-endpoint", router.endpoint, "--store", url,
+                 "--runtime-dir", str(self.runtime), "--data-dir", str(tmp_path / "data")],
+                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+
+    def log(self) -> str:
+        return self.err.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(WAIT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+class HandWriters:
+    """Two writers' connections and publishers, driven one step at a time by the test."""
+
+    def __init__(self, url: str, ctx: zmq.Context) -> None:
+        self.endpoints = [f"tcp://127.0.0.1:{port}" for port in free_ports(2)]
+        self.pubs = []
+        for endpoint in self.endpoints:
+            pub = ctx.socket(zmq.XPUB)
+            pub.setsockopt(zmq.LINGER, 0)
+            pub.bind(endpoint)
+            self.pubs.append(pub)
+        self.conns = [psycopg.connect(url), psycopg.connect(url)]
+        self.versions: dict[str, int] = {}
+
+    def wait_for_subscriber(self) -> None:
+        for pub in self.pubs:
+            deadline = time.monotonic() + WAIT
+            while not (pub.poll(100) and pub.recv() == b"\x01"):
+                assert time.monotonic() < deadline, "the read side reached no publisher"
+
+    def commit(self, writer: int, *streams: str) -> list[tuple[dict, bytes]]:
+        batch = []
+        for sid in streams:
+            self.versions[sid] = self.versions.get(sid, 0) + 1
+            batch.append((sid, self.versions[sid]))
+        return commit(self.conns[writer], batch)
+
+    def publish(self, writer: int, stored: list[tuple[dict, bytes]]) -> None:
+        for event, body in stored:
+            self.pubs[writer].send_multipart([b"accounts." + event["type"].encode(), body])
+
+    def beat(self, head: int) -> None:
+        for pub in self.pubs:
+            pub.send_multipart(wire.heartbeat(head, ""))
+
+    def close(self) -> None:
+        for conn in self.conns:
+            conn.close()
+        for pub in self.pubs:
+            pub.close()
+
+
+def fold(url: str) -> dict:
+    from read_side.contexts import load_all
+
+    projections = load_all()
+    for event in stored_events(url):
+        projections[event["context"]].apply(event)
+    return projections
+
+
+def test_a_read_side_replays_follows_takes_up_its_snapshot_and_stops_on_damage(
+        postgres_store, ctx, tmp_path):
+    """A read side process on the database: ready after replaying it, then following two
+    writers' streams out of order with a batch never published, answering as a fold of the
+    database; restarted, it takes up its snapshot (the database says the snapshot's event is
+    still there); restarted on a damaged row, it stops for good (status 78) and says why."""
+    from common.jsontext import dumps
+    from read_side.snapshot import Snapshots
+
+    url = postgres_store
+    make_store(url)
+    writers = HandWriters(url, ctx)
+    router = FakeRouter(ctx)
+    reader = None
+    try:
+        for i in range(30):  # stored before the read side starts: replayed
+            writers.commit(i % 2, f"u{i % 6}")
+        reader = ReadSideProcess(tmp_path, writers.endpoints, router, url)
+        writers.wait_for_subscriber()
+        router.wait_ready_at(30, reader.proc)
+
+        a = writers.commit(0, "u1", "u2")        # 31, 32
+        b = writers.commit(1, "u3")              # 33
+        lost = writers.commit(0, "u4")           # 34: never published
+        c = writers.commit(1, "u5", "u0", "u1")  # 35..37
+        writers.publish(1, b)  # the slow writer's 31 and 32 arrive after 33
+        writers.publish(1, c)
+        writers.publish(0, a)
+        writers.beat(37)
+        status = router.wait_ready_at(37, reader.proc)
+        assert status.counters["held"] > 0 and status.counters["caught_up_events"] >= 1, status
+        assert lost[0][0]["position"] == 34
+        want = fold(url)
+        for name, params in [("ListUsers", {"limit": 100})] + [
+                ("GetUserHistory", {"userId": f"u{i}"}) for i in range(6)]:
+            got = router.ask("accounts", name, params, at=37)
+            assert got == {"json": dumps(want["accounts"].queries[name](params, None))}, name
+
+        # A snapshot once the state grew by CQRS_SNAPSHOT_MIN; then a restart takes it up.
+        snapshots = Snapshots(str(tmp_path / "data"))
+        deadline = time.monotonic() + WAIT
+        while snapshots.position_on_disk() == 0:
+            assert time.monotonic() < deadline, "no snapshot was written"
+            router._take(0.2)
+        taken = snapshots.position_on_disk()
+        assert reader.stop() == 0
+        reader = ReadSideProcess(tmp_path, writers.endpoints, router, url)
+        router.status = None
+        router.wait_ready_at(37, reader.proc)
+        assert f"took up the snapshot at position {taken}" in reader.log(), reader.log()
+        assert reader.stop() == 0
+
+        # Damage past the snapshot: the restarted read side reads it, and stops for good.
+        writers.commit(0, "u2", "u3", "u4")  # 38..40
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("UPDATE events SET body = overlay(body PLACING '\\x00'::bytea "
+                         "FROM 20 FOR 1) WHERE position = 39")
+        reader = ReadSideProcess(tmp_path, writers.endpoints, router, url)
+        assert reader.proc.wait(WAIT) == 78, reader.log()
+        reason = (reader.runtime / "fatal.txt").read_text()
+        assert "the event at position 39 does not match its checksum" in reason
+        assert reason in reader.log()
+    finally:
+        if reader is not None:
+            reader.stop()
+        writers.close()
+
+
 # ---- through the node, once the engine is there -------------------------------------------------
 
 def _engine_missing() -> str:
@@ -434,6 +631,34 @@ def read_sides_and_tap_node(url: str, write_sides: int) -> Node:
     return Node(*args)
 
 
+def fresh_write_counters(node: Node, commands: int) -> list[dict]:
+    """Every write side's counters as of now: from status reports made after this call.
+
+    Reports come about twice a second, so what stats shows may predate what just happened.
+    Once the reports count all `commands`, each write side is sent commands of new streams
+    until its count grows past that: a report counting one of them was made after it."""
+    from tests.support import envelope
+    from tests.support.stats import processes
+
+    def counters() -> dict[int, dict]:
+        return {pid: p["counters"] for pid, p in processes(node, "write").items()}
+
+    deadline = time.monotonic() + WAIT
+    seen = counters()
+    while sum(c["commands"] for c in seen.values()) < commands:
+        assert time.monotonic() < deadline, f"the write sides never reported {commands}: {seen}"
+        seen = counters()
+    before = {pid: c["commands"] for pid, c in seen.items()}
+    sent = 0
+    while not all(c["commands"] > before[pid] for pid, c in seen.items()):
+        assert time.monotonic() < deadline, f"no fresh report from every write side: {seen}"
+        sent += 1
+        assert node.request(envelope.create(f"fresh-{sent}", "F", msg_id=900_000 + sent),
+                            timeout=WAIT)["success"]
+        seen = counters()
+    return list(seen.values())
+
+
 @needs_engine
 @pytest.mark.parametrize("write_sides", [1, 2])
 def test_the_tap_and_the_read_side_follow_the_database(postgres_cluster, write_sides):
@@ -441,6 +666,7 @@ def test_the_tap_and_the_read_side_follow_the_database(postgres_cluster, write_s
     from common.jsontext import dumps
     from tests.support import bus, envelope
     from tests.support.pipeline import run_commands
+    from tests.support.stats import processes
     from write_side.store import read_events
 
     url = postgres_cluster.new_database()
@@ -473,9 +699,26 @@ def test_the_tap_and_the_read_side_follow_the_database(postgres_cluster, write_s
         expected += [projections["accounts"].queries["GetUserHistory"]({"userId": f"acc-{i}"},
                                                                          None)
                      for i in range(150)]
-        for n, (query, want) in enumerate(zip(queries, expected)):
-            reply = node.request({**query, "msg_id": 10_000 + n}, timeout=WAIT)
-            assert reply.get("data") == json.loads(dumps(want)), (query, reply)
+
+        def check_answers(first_id: int) -> None:
+            for n, (query, want) in enumerate(zip(queries, expected)):
+                reply = node.request({**query, "msg_id": first_id + n}, timeout=WAIT)
+                assert reply.get("data") == json.loads(dumps(want)), (query, reply)
+
+        check_answers(10_000)  # the read side that followed the streams live
+
+        # A read side that starts over replays the whole store, from the database.
+        reader = role_pid(node, "read_side")
+        os.kill(reader, signal.SIGKILL)
+        deadline = time.monotonic() + WAIT
+        while not any(pid != reader and p["ready"] and p["position"] == len(store)
+                      for pid, p in processes(node, "read").items()):
+            assert time.monotonic() < deadline, "no read side came back ready at the head"
+        check_answers(20_000)
+
+        # Neither the read sides nor the tap asked a write side for stored events.
+        served = [c["catchup_served"] for c in fresh_write_counters(node, len(commands))]
+        assert served == [0] * write_sides
     finally:
         if tap is not None:
             tap.stop()

@@ -9,21 +9,20 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import zmq
+from prometheus_client.parser import text_string_to_metric_families
 
+from common.catchup_sources import EndpointSource
 from monitor.scan import scan_stream
 from tests.support import bus, envelope
 from tests.support.dialogue import unique
 from tests.support.nodeproc import ROOT, Node, alive, cmdline, role_pid, wait_until
 from tests.support.ports import free_ports
 from tests.support.service_node import running_node
-
-from prometheus_client.parser import text_string_to_metric_families
 
 DEADLINE = 30.0  # generous: a busy 2-core machine
 
@@ -120,6 +119,15 @@ def test_metrics_parse_and_move_with_the_traffic(node_factory):
     assert total(after, "cqrs_restarts_total") == 0
 
 
+def test_stats_reach_the_monitor_from_a_node_that_wraps_its_replies(node_factory):
+    """--envelope wraps every reply, the monitor's stats replies included."""
+    node, port = monitored_node(node_factory, "--envelope")
+    reply = node.request({"src": "c1", "dest": "n1", "body": {"type": "init", "msg_id": 1}})
+    assert reply["body"]["type"] == "init_ok"
+    wait_for_metrics(port, lambda s: total(s, "cqrs_requests_total", kind="init") == 1,
+                     "the init request counted")
+
+
 def test_the_latest_events_and_streams_are_served_as_json(node_factory):
     node, port = monitored_node(node_factory)
     uid = unique("json")
@@ -151,12 +159,19 @@ def test_a_stream_is_replayed_from_the_store_through_the_catch_up_endpoint(node_
     assert node.request(envelope.create(uid, "Scan", msg_id=1))["success"]
     catchup = f"ipc://{os.path.join(node.runtime_dir(), 'catchup.sock')}"
     ctx = zmq.Context()
+    sources: list[EndpointSource] = []
+
+    def new_source() -> EndpointSource:
+        sources.append(EndpointSource(ctx, catchup))
+        return sources[-1]
+
     try:
-        events = scan_stream(ctx, catchup, "accounts", "user-123")
+        events = scan_stream(new_source, "accounts", "user-123")
         assert [(e["version"], e["data"]["name"]) for e in events] == [
             (1, "John"), (2, "John Doe"), (3, "John")]
-        assert [e["stream_id"] for e in scan_stream(ctx, catchup, "accounts", uid)] == [uid]
-        assert scan_stream(ctx, catchup, "directory", uid) == []  # another context's stream
+        assert [e["stream_id"] for e in scan_stream(new_source, "accounts", uid)] == [uid]
+        assert scan_stream(new_source, "directory", uid) == []  # another context's stream
+        assert len(sources) == 3  # one each, closed after it (or ctx.term() would hang)
     finally:
         ctx.term()
 

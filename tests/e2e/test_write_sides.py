@@ -272,10 +272,12 @@ def run_script(script: Script, url: str, *args: str, write_sides: int = 1,
                     result.killed.append(victim)
                 if stopped is not None:
                     try:
-                        # Replies stop coming while the session's next command waits on
-                        # the stopped write side; well within the 2 s the router gives a
-                        # silent write side, so it is the kill that hands them on.
-                        line = node.lines.get(timeout=0.3)
+                        # Replies stop coming once the session's next command waits on the
+                        # stopped write side: a second without one is that (a commit takes
+                        # milliseconds), and it comes before the router would drop the
+                        # write side for 2 s of silence, so it is the kill that hands its
+                        # commands on (were it the silence, they would be handed on too).
+                        line = node.lines.get(timeout=1.0)
                     except queue.Empty:
                         os.kill(stopped, signal.SIGKILL)
                         result.killed.append(stopped)

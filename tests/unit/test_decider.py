@@ -136,3 +136,19 @@ def test_a_batch_loads_the_streams_it_names_in_one_go(decider, monkeypatch):
            acc(21, "CreateUser", {"id": "u0", "name": "A"})])  # an idempotent repeat
     assert [o.result["success"] for o in outcomes] == [True] * 7
     assert [e.event["stream_id"] for e in stored] == ["u0", "u1", "u2", "u3", "u4", "new"]
+
+
+def test_an_email_claimed_and_given_up_in_one_batch_is_not_kept(decider):
+    """Set then changed again within one batch: the store must not keep the first email
+    (a release applied before the claim it undoes would leave the claim behind)."""
+    (made,), _ = decider.run([create(1, "a@x.io")])
+    uid = made.result["events"][0]["payload"]["id"]
+    change = [CommandRequest(seq, "directory", "ChangeEmail", {"id": uid, "email": email},
+                             f"n:{seq}", None) for seq, email in ((2, "b@x.io"), (3, "c@x.io"))]
+    outcomes, _ = decider.run(change)
+    assert [o.result["success"] for o in outcomes] == [True, True]
+    assert decider.store.claim_owner("directory", "email", "b@x.io") is None
+    assert decider.store.claim_owner("directory", "email", "a@x.io") is None
+    assert decider.store.claim_owner("directory", "email", "c@x.io") == uid
+    later, _ = decider.run([create(4, "b@x.io", name="Bob"), create(5, "a@x.io", name="Di")])
+    assert [o.result["success"] for o in later] == [True, True]

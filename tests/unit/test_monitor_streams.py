@@ -10,9 +10,12 @@ def event(position: int, stream: str, version: int, type_: str, data: dict,
             "type": type_, "data": data, "recorded_at": at, "event_id": f"e{position}"}
 
 
-SAMPLE = [event(1, "user-123", 1, "UserCreated", {"name": "John"}, "2024-01-01T00:00:00.000000Z"),
-          event(2, "user-123", 2, "UserRenamed", {"name": "John Doe"}, "2024-01-10T00:00:00.000000Z"),
-          event(3, "user-123", 3, "UserRenamed", {"name": "John"}, "2024-02-01T00:00:00.000000Z")]
+SAMPLE = [event(1, "user-123", 1, "UserCreated", {"name": "John"},
+                "2024-01-01T00:00:00.000000Z"),
+          event(2, "user-123", 2, "UserRenamed", {"name": "John Doe"},
+                "2024-01-10T00:00:00.000000Z"),
+          event(3, "user-123", 3, "UserRenamed", {"name": "John"},
+                "2024-02-01T00:00:00.000000Z")]
 
 
 def test_a_stream_seen_from_its_first_event_is_complete_and_folds_at_any_time():

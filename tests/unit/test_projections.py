@@ -110,7 +110,7 @@ def check(projection: Any, fold: Fold, at: int | None, rng: random.Random) -> No
 
 # Small blocks: every position of a short history. The default block (256 streams): a
 # history long enough to cross it, checked at every 7th event (a page folds up to a block).
-@pytest.mark.parametrize("block, count, every", [(1, 300, 1), (3, 400, 1), (256, 1_400, 7)])
+@pytest.mark.parametrize("block, count, every", [(1, 200, 1), (3, 300, 1), (64, 700, 7)])
 @pytest.mark.parametrize("context, module", [("directory", directory), ("accounts", accounts)])
 @pytest.mark.parametrize("seed", [1, 2])
 def test_answers_as_of_every_position_equal_a_fold(context: str, module: Any, seed: int,

@@ -18,7 +18,10 @@ def test_sqlite_urls(url, path):
 
 
 @pytest.mark.parametrize("url, why", [
-    ("postgresql://db/events", "unknown scheme 'postgresql'"),
+    ("mysql://db/events", "unknown scheme 'mysql'"),
+    ("postgresql://app@db:five/cqrs", "port 'five' is not a number"),
+    ("postgresql://app@db:5432/cqrs/events", "the path is one database name"),
+    ("postgresql://app@db:5432/cqrs#x", "no fragment"),
     ("SQLITE:////x/events.sqlite3", "unknown scheme 'SQLITE'"),
     ("/data/events.sqlite3", "not a URL"),
     ("", "not a URL"),
@@ -33,7 +36,47 @@ def test_unusable_urls_are_refused_naming_the_known_schemes(url, why):
     with pytest.raises(ValueError, match=why) as refused:
         parse(url)
     assert str(refused.value).endswith("known schemes: " + ", ".join(SCHEMES))
-    assert repr(url) in str(refused.value)
+    # A PostgreSQL URL is shown as it may be logged (store_url.redact: no password).
+    shown = store_url.redact(url) if url.startswith("postgresql:") else url
+    assert repr(shown) in str(refused.value)
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://app@db.internal:5432/cqrs",
+    "postgresql://app:s3cret@db.internal:5432/cqrs?sslmode=require",
+    "postgresql://app@h1:5432,h2:5433/cqrs",   # libpq's failover list
+    "postgresql:///cqrs?host=/var/run/postgresql",  # a Unix socket
+    "postgresql://[::1]:5432/cqrs",
+    "postgres://app@db/cqrs",                  # libpq's other spelling
+])
+def test_postgresql_urls_are_handed_to_libpq_as_written(url):
+    parsed = parse(url)
+    assert (parsed.scheme, parsed.path, parsed.text) == ("postgresql", url, url)
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql://app:s3cret@db:5432/cqrs?password=other&sslmode=require",
+     "postgresql://app@db:5432/cqrs"),
+    ("postgresql://app:p%40ss@h1:5432,h2:5433/cqrs", "postgresql://app@h1:5432,h2:5433/cqrs"),
+    ("postgresql://db/cqrs", "postgresql://db/cqrs"),
+    ("postgresql:///cqrs?host=/tmp&password=x", "postgresql:///cqrs"),
+])
+def test_a_postgresql_url_is_shown_without_its_password(url, shown):
+    parsed = parse(url)
+    assert parsed.redacted == shown and str(parsed) == shown and f"{parsed}" == shown
+    assert parsed.text == url  # what the engine connects with keeps it
+
+
+def test_a_sqlite_url_is_shown_as_written():
+    url = parse("sqlite:////data/events.sqlite3")
+    assert url.redacted == str(url) == "sqlite:////data/events.sqlite3"
+
+
+def test_a_refused_postgresql_url_is_not_echoed_with_its_password():
+    with pytest.raises(ValueError) as refused:
+        parse("postgresql://app:s3cret@db:x/cqrs?password=s3cret")
+    assert "s3cret" not in str(refused.value)
+    assert "'postgresql://app@db:x/cqrs'" in str(refused.value)
 
 
 def test_the_url_is_a_value():
@@ -70,5 +113,6 @@ def test_absolute_makes_a_relative_file_path_absolute_and_leaves_the_rest(monkey
     monkeypatch.chdir(tmp_path)
     assert absolute(parse("sqlite:///data/events.sqlite3")) == \
         parse(f"sqlite:///{tmp_path}/data/events.sqlite3")
-    for kept in ("sqlite:////abs/events.sqlite3", "sqlite://", "sqlite:///:memory:"):
+    for kept in ("sqlite:////abs/events.sqlite3", "sqlite://", "sqlite:///:memory:",
+                 "postgresql://app@db:5432/cqrs"):
         assert absolute(parse(kept)) == parse(kept)

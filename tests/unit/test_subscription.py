@@ -10,7 +10,7 @@ import random
 import pytest
 
 from common import checksum, subscription
-from common.catchup_sources import describe
+from common.catchup_sources import DatabaseSource, reads_the_database
 from common.subscription import RETRY_AFTER, Sequencer
 
 
@@ -269,14 +269,25 @@ def test_the_checksum_as_bytes_is_the_integer_checksum_big_endian():
 
 
 @pytest.mark.parametrize("url, shown", [
-    ("postgresql://u:secret@db.example:5432/events?password=x&sslmode=require",
-     "postgresql://u@db.example:5432/events"),
-    ("postgresql://u:p%40ss@h1:5432,h2:5433/db", "postgresql://u@h1:5432,h2:5433/db"),
-    ("postgresql://h/db", "postgresql://h/db"),
-    ("postgresql:///db?host=/tmp&password=x", "postgresql:///db"),
+    ("postgresql://u:secret@db.example:5432/events?password=secret&sslmode=require",
+     "the database postgresql://u@db.example:5432/events"),
+    ("postgresql://u:secret@h1:5432,h2:5433/db", "the database postgresql://u@h1:5432,h2:5433/db"),
+    ("postgres:///db?host=/tmp&password=secret", "the database postgres:///db"),
 ])
-def test_a_database_url_is_logged_without_its_password(url: str, shown: str):
-    assert describe(url) == shown
+def test_a_database_source_names_its_database_without_the_password(url: str, shown: str):
+    pytest.importorskip("psycopg")
+    source = DatabaseSource(url)  # connects only when first asked
+    try:
+        assert source.where == shown
+    finally:
+        source.close()
+
+
+@pytest.mark.parametrize("store, database", [
+    ("", False), ("sqlite:///x/events.sqlite3", False), ("sqlite://", False),
+    ("postgresql://u@h/db", True), ("postgres://u@h/db", True)])
+def test_subscribers_read_the_database_itself_only_on_a_shared_store(store: str, database: bool):
+    assert reads_the_database(store) is database
 
 
 def test_the_default_hold_depends_on_how_many_writers_publish():

@@ -17,10 +17,16 @@ What every engine keeps (tests/unit/test_store_contract.py holds every engine to
   - a format stamp, so a store written in another layout is refused with a message;
   - a checksum of every event's stored bytes, checked on every read: damage is raised as
     StoreCorrupt, never served (docs/storage.md).
+
+A store that several write sides share (PostgreSQL) also keeps its promises between
+them: a batch decided on what another write side has since changed is refused at commit
+as a StoreConflict (nothing stored), and the write side decides it again on fresh state
+(write_side.decider); `stale_streams` tells it which of its cached aggregates another
+write side changed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol
 
 from common.store_url import StoreURL, parse
@@ -28,6 +34,18 @@ from common.store_url import StoreURL, parse
 
 class StoreError(Exception):
     """The store cannot be used: unwritable, locked, full, or not a store this node reads."""
+
+
+class StoreConflict(StoreError):
+    """Another write side changed what this batch was decided on (a stream it read, a claim
+    it looked up, a command id it was to run) before the batch could commit: nothing of
+    it is stored, and deciding it again on fresh state may well succeed."""
+
+
+class StoreOutcomeUnknown(StoreError):
+    """The connection to the store was lost while it committed: the batch may or may not
+    be stored. Its commands are answered with error 0 (outcome unknown); a client that
+    sends one again with its command id gets the stored result if there is one."""
 
 
 class StoreCorrupt(BaseException):
@@ -59,6 +77,9 @@ class Commit:
     commands: list[tuple[str, Any, int]]          # (command_id, result, position)
     claims: list[tuple[str, str, str, str]]       # (context, kind, value, stream_id)
     releases: list[tuple[str, str, str]]          # (context, kind, value)
+    # Every stream the batch's decisions read, written or not: a store shared by several
+    # write sides refuses the batch (StoreConflict) if another one changed any since.
+    reads: list[tuple[str, str]] = field(default_factory=list)  # (context, stream_id)
 
 
 @dataclass
@@ -106,7 +127,15 @@ class EventStore(Protocol):
 
     def commit(self, batch: Commit) -> list[Stored]:
         """Store a batch atomically (all of it or none); its events as stored, with their
-        positions."""
+        positions. A batch's positions are those it was decided with (head + 1 on) where
+        only this write side writes; on a shared store they may lie further on, and every
+        position in the batch (its events', its command results') moves by the same
+        amount: `head` after the commit says where the batch ended."""
+
+    def stale_streams(self) -> set[tuple[str, str]]:
+        """The (context, stream_id) of every stream another write side changed since the
+        last call: their cached aggregates are stale. Called as each batch starts deciding
+        (an engine with one writer returns nothing)."""
 
 
 def open_store(url: str | StoreURL, sync: str = "full", max_pages: int = 0,
@@ -127,12 +156,18 @@ def open_store(url: str | StoreURL, sync: str = "full", max_pages: int = 0,
     if where.scheme == "sqlite":
         from write_side.store.sqlite import SQLiteStore
         return SQLiteStore(where.path, sync, max_pages=max_pages, read_only=read_only)
+    if where.scheme == "postgresql":
+        # max_pages has no meaning there: a test provokes a full disk on SQLite only.
+        from write_side.store.postgres import PostgresStore
+        return PostgresStore(where, sync, read_only=read_only)
     raise ValueError(f"no engine for store URL scheme {where.scheme!r}")
 
 
 def local_folder(url: str | StoreURL) -> str | None:
     """The folder on this host that holds the store's files (where the write side's lock
-    lives), or None for a store that has none (in memory)."""
+    lives), or None for a store that has none: in memory, or in a database server, which
+    arbitrates between its writers itself (--data-dir then holds only the read sides'
+    snapshots)."""
     where = parse(url) if isinstance(url, str) else url
     if where.scheme == "sqlite":
         from write_side.store.sqlite import folder_of

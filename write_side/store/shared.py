@@ -1,7 +1,7 @@
 """What every engine does the same way, so an engine module holds only its storage code.
 
   - the stored form of an event: its map (PROTOCOL.md section 8), built and packed once,
-    and the checksum of those bytes, checked on every read;
+    and the checksum of those bytes (common.checksum), checked on every read;
   - router-made command ids (`n:<boot>:<seq>`) kept as one row per batch and router;
   - the claims, kept in memory;
   - the read methods that follow from the engine's own (one stream, one command id,
@@ -9,10 +9,12 @@
 """
 from __future__ import annotations
 
-import zlib
 from typing import Any, Iterable
 
 from common import wire
+# One checksum for every engine and for the subscribers that read a store themselves:
+# common.checksum (re-exported here for the engines).
+from common.checksum import checksum, checksum_bytes  # noqa: F401
 from common.command_ids import router_parts, split
 from common.ids import new_uuid
 from write_side.store import Commit, NewEvent, Stored, StoreCorrupt
@@ -36,15 +38,6 @@ def stamp(head: int, events: list[NewEvent]) -> list[Stored]:
         event = event_map(position, ev)
         stored.append(Stored(event, wire.pack(event)))
     return stored
-
-
-def checksum(body: bytes) -> int:
-    """The checksum stored beside an event's bytes: CRC-32. It finds every change of up to
-    32 bits in a row (any changed byte, always) and misses other damage once in 2**32;
-    it costs about 0.17 us for a 240-byte event, against 0.5 us for an 8-byte BLAKE2b,
-    which could promise neither of the first. Neither would stop someone who rewrites
-    the checksum too: this guards against damage, not against a forger (docs/storage.md)."""
-    return zlib.crc32(body)
 
 
 def mismatch(where: str, position: int) -> StoreCorrupt:
@@ -138,6 +131,9 @@ class StoreBase:
             last = self.read_after(self.head - 1, 1) if self.head else []
             self._last_time = last[0]["recorded_at"] if last else ""
         return self._last_time
+
+    def stale_streams(self) -> set[tuple[str, str]]:
+        return set()  # one writer: nothing changes behind this store's back
 
     def _committed(self, stored: list[Stored]) -> None:
         if stored:

@@ -3,7 +3,7 @@
 Tables (FORMAT 4; changing any of this changes the format, and needs an upgrade below)
   events    every event, at a gap-free global position; unique (context, stream, version).
             `body` is the event's packed map; only the keys that are looked up have
-            columns of their own. `checksum` is shared.checksum(body), checked on every
+            columns of their own. `checksum` is common.checksum.checksum(body), checked on every
             read of the body.
   commands  every client-named command id with its result, written with its events
   batches   the results of the commands the router named itself (ids `n:<boot>:<seq>`),
@@ -27,7 +27,6 @@ import shutil
 import sqlite3
 import stat
 import time
-import zlib
 from typing import Any, Callable, Iterable, TypeVar
 from urllib.parse import quote
 
@@ -374,7 +373,7 @@ class SQLiteStore(StoreBase):
     @_guarded
     def load_streams(self, context: str, stream_ids: list[str]) -> dict[str, list[dict]]:
         found: dict[str, list[dict]] = {}
-        crc32, unpack = zlib.crc32, wire.unpack  # once per call, not per event
+        crc32, unpack = checksum, wire.unpack  # once per call, not per event
         for position, sid, body, stored_sum in self._rows_in(
                 "SELECT position, stream_id, body, checksum FROM events "
                 "WHERE context = ? AND stream_id IN ({}) ORDER BY stream_id, version",
@@ -415,7 +414,7 @@ class SQLiteStore(StoreBase):
             missing = next(at for at, (found, _, _) in enumerate(rows, first) if found != at)
             raise StoreCorrupt(f"event store {self._path} is corrupt: the event at position "
                                f"{missing} is missing")
-        crc32 = zlib.crc32
+        crc32 = checksum
         bodies = [body for _, body, stored_sum in rows if crc32(body) == stored_sum]
         if len(bodies) != len(rows):
             raise mismatch(self._path, next(at for at, body, stored_sum in rows
