@@ -5,12 +5,15 @@ import argparse
 import dataclasses
 import os
 import shlex
+import signal
 import sys
 import time
 
 from bench import markdown, plot, report
-from bench.driver import (BASELINE_NAME, DEFAULT_NAME, ROOT, NodeError, NodeSpec,
-                          baseline_available, baseline_spec, default_spec, parse_spec)
+from bench.driver import (BASELINE_NAME, DEFAULT_NAME, PG_NAME, ROOT, NodeError, NodeSpec,
+                          baseline_available, baseline_spec, default_spec, parse_spec,
+                          postgres_spec)
+from bench.postgres import Unavailable
 from bench.runner import Series, probe, run_all
 from bench.verify import ReplyMismatch
 from bench.workloads import DEFAULT_SIZES, QUICK_SIZES, WORKLOADS, Sizes
@@ -34,8 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--node", action="append", default=[], metavar="CMD",
                    help="node command line, run in the repo folder (repeatable; leading "
                         "VAR=value words set its environment; "
-                        f"'{DEFAULT_NAME}' means this repo's run_node.py, '{BASELINE_NAME}' "
-                        "the in-memory baseline). Default: main and baseline")
+                        f"'{DEFAULT_NAME}' means this repo's run_node.py, '{PG_NAME}' the "
+                        f"same on a throw-away PostgreSQL cluster, '{BASELINE_NAME}' "
+                        "the in-memory baseline; CQRS_STORE=postgresql://... runs each node "
+                        "on a fresh database of that server). Default: main, main-pg (where "
+                        "a PostgreSQL server can be started) and baseline")
     p.add_argument("--name", action="append", default=[],
                    help="a name for each --node, in the same order")
     p.add_argument("--cap", type=float, help="seconds one run may take (default 60, quick 10)")
@@ -55,8 +61,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _default_specs(names: list[str]) -> list[NodeSpec]:
-    """This repo's node and, when bench/baseline.py is there, the baseline."""
+    """This repo's node, the same on PostgreSQL when a server can be started here, and,
+    when bench/baseline.py is there, the baseline."""
     specs = [default_spec(names[0] if names else DEFAULT_NAME)]
+    try:
+        specs.append(postgres_spec(PG_NAME))
+    except Unavailable as exc:
+        _log(f"no PostgreSQL server ({exc}): {PG_NAME} is not run")
     if baseline_available():
         specs.append(baseline_spec(names[1] if len(names) > 1 else BASELINE_NAME))
     else:
@@ -70,7 +81,7 @@ def _specs(args: argparse.Namespace) -> list[NodeSpec]:
     names = args.name + [f"node{i + 1}" for i in range(len(args.name), len(args.node))]
     if not args.name:  # the keywords name themselves when they can
         for i, cmd in enumerate(args.node):
-            if cmd in (DEFAULT_NAME, BASELINE_NAME) and cmd not in names:
+            if cmd in (DEFAULT_NAME, BASELINE_NAME, PG_NAME) and cmd not in names:
                 names[i] = cmd
     if len(set(names)) != len(names):
         raise SystemExit("node names must differ")
@@ -144,6 +155,16 @@ def _write_outputs(args: argparse.Namespace, argv: list[str] | None, series: lis
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; exit status 1 when any workload failed on any node."""
+    # A harness stopped with SIGTERM exits as on Ctrl-C, so what it made is removed on the
+    # way out (atexit: the stores it built, a PostgreSQL cluster it started).
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     args.runs = args.runs or (3 if args.quick else 5)
     if args.runs < 1:
@@ -151,7 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     sizes: Sizes = QUICK_SIZES if args.quick else DEFAULT_SIZES
     if args.cap:
         sizes = dataclasses.replace(sizes, run_cap=args.cap)
-    names, specs = _workloads(args.only), _specs(args)
+    try:
+        names, specs = _workloads(args.only), _specs(args)
+    except Unavailable as exc:
+        _log(f"no PostgreSQL server for {PG_NAME}: {exc}")
+        return 1
     started, extra = time.perf_counter(), []
     try:
         for spec in specs:

@@ -13,12 +13,17 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
+
+from common import config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_NAME = "main"
 BASELINE_NAME = "baseline"
+PG_NAME = "main-pg"  # this repo's node on PostgreSQL (bench.postgres)
 _ENV_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+# The store URL's variable, by its setting's name: common.config alone spells the variables.
+STORE_VAR = config.setting("store").var
 
 
 class NodeError(RuntimeError):
@@ -41,10 +46,15 @@ class NodeSpec:
     # Capabilities: None until probe() or the spec's maker says; False makes workloads n/a.
     durable: bool | None = None        # keeps its data across a restart on the same folder
     read_replicas: bool | None = None  # takes --read-replicas N
+    # A PostgreSQL store: each node started gets a database of its own there, named in
+    # CQRS_STORE (bench.postgres.Databases); None: the node's store is its data folder's.
+    databases: Any = None
 
     def describe(self) -> str:
         """The command as a shell would show it."""
-        words = [f"{k}={v}" for k, v in self.env.items()] + self.argv
+        store = ({STORE_VAR: f"{self.databases.url('<fresh database>')}"}
+                 if self.databases is not None else {})
+        words = [f"{k}={v}" for k, v in {**store, **self.env}.items()] + self.argv
         return " ".join(shlex.quote(w) for w in words)
 
 
@@ -58,6 +68,17 @@ def baseline_spec(name: str = BASELINE_NAME) -> NodeSpec:
     return NodeSpec(name, [sys.executable, "-m", "bench.baseline"], read_replicas=False)
 
 
+def postgres_spec(name: str = "main-pg", server: str | None = None) -> NodeSpec:
+    """This repository's node on a PostgreSQL store: a database of its own for each node
+    started, on `server` (a URL) or on a throw-away cluster this run starts (bench.postgres);
+    bench.postgres.Unavailable where there is none."""
+    from bench import postgres
+
+    spec = default_spec(name)
+    spec.databases = postgres.Databases(server) if server else postgres.throwaway_server()
+    return spec
+
+
 def baseline_available() -> bool:
     """True when bench/baseline.py is there to run."""
     return os.path.exists(os.path.join(ROOT, "bench", "baseline.py"))
@@ -67,7 +88,10 @@ def parse_spec(command: str, name: str) -> NodeSpec:
     """A spec from a shell-like string; leading VAR=value words become its environment.
 
     A first word 'main' or 'baseline' stands for that node's command, so
-    'CQRS_SYNC=normal main' or 'main --sync normal' are variants of this repo's node.
+    'CQRS_SYNC=normal main' or 'main --sync normal' are variants of this repo's node;
+    'main-pg' is this repo's node on a throw-away PostgreSQL cluster. With
+    CQRS_STORE=postgresql://... the node runs on that server instead, each node started on
+    a fresh database made there beside the one named (and dropped after).
     """
     words = shlex.split(command)
     env: dict[str, str] = {}
@@ -76,13 +100,28 @@ def parse_spec(command: str, name: str) -> NodeSpec:
         env[key] = value
     if not words:
         raise ValueError(f"no program in node command {command!r}")
-    makers = {DEFAULT_NAME: default_spec, BASELINE_NAME: baseline_spec}
+    server = env.pop(STORE_VAR) if env.get(STORE_VAR, "").startswith(
+        ("postgresql://", "postgres://")) else None
+    makers = {DEFAULT_NAME: default_spec, BASELINE_NAME: baseline_spec,
+              PG_NAME: postgres_spec}
     if words[0] in makers:
         spec = makers[words[0]](name)
         spec.argv += words[1:]
         spec.env.update(env)
-        return spec
-    return NodeSpec(name, words, env)
+    else:
+        spec = NodeSpec(name, words, env)
+    if server:
+        from bench import postgres
+
+        spec.databases = postgres.Databases(server)
+    return spec
+
+
+def remove_data(spec: NodeSpec, folder: str) -> None:
+    """A node's data folder, and its database if it has one."""
+    if spec.databases is not None:
+        spec.databases.drop(folder)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -107,6 +146,9 @@ class NodeProcess:
         self._stderr = tempfile.TemporaryFile(prefix="bench-stderr-")
         argv = (list(spec.argv) + list(args)
                 + (["--data-dir", self.data_dir] if spec.data_dir_flag else []))
+        env = {**os.environ, **spec.env}
+        if spec.databases is not None:  # the folder's own database (made with it)
+            env[STORE_VAR] = spec.databases.for_folder(self.data_dir)
         self._buf = b""  # bytes read past the lines already handed out
         self.received = 0  # reply lines read from the node so far (a windowed writer waits on it)
         self._progress = threading.Condition()
@@ -118,11 +160,11 @@ class NodeProcess:
             # Own session, so a stuck node and its children can be killed as one group.
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=self._stderr, cwd=ROOT, bufsize=0,
-                                         env={**os.environ, **spec.env}, start_new_session=True)
+                                         env=env, start_new_session=True)
         except OSError:  # no such program: nothing will stop() this node, so tidy up now
             self._stderr.close()
             if not keep_data:
-                shutil.rmtree(self.data_dir, ignore_errors=True)
+                remove_data(spec, self.data_dir)
             raise
 
     def __enter__(self) -> NodeProcess:
@@ -258,7 +300,7 @@ class NodeProcess:
             self.proc.stdout.close()
             self._stderr.close()
             if not self._keep_data:
-                shutil.rmtree(self.data_dir, ignore_errors=True)
+                remove_data(self.spec, self.data_dir)
 
     def _drain(self, deadline: float) -> None:
         while not self.eof and time.perf_counter() < deadline:

@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass
 
 from bench import machine
-from bench.driver import BASELINE_NAME, NodeSpec
+from bench.driver import BASELINE_NAME, DEFAULT_NAME, PG_NAME, NodeSpec
 from bench.runner import Series
-from bench.targets import TARGETS, Target
+from bench.targets import PG_TARGETS, TARGETS, Target
 from bench.workloads import Sizes
 
 CAPPED_NOTE = "* some runs hit the time cap; their rate counts the replies that came in time"
@@ -154,6 +154,7 @@ def notes(series: list[Series], nodes: list[str], quick: bool = False) -> list[s
     metrics = {s.metric for s in series}
     if quick and any(t.full_size_only for m, t in TARGETS.items() if m in metrics):
         out.append("targets marked 'full runs only' depend on the sizes: judged without --quick")
+    out += pg_notes(series, nodes, quick)
     seen_na = set()
     for s in series:
         if s.error:
@@ -161,6 +162,29 @@ def notes(series: list[Series], nodes: list[str], quick: bool = False) -> list[s
         elif s.not_applicable and (s.workload, s.node) not in seen_na:
             seen_na.add((s.workload, s.node))
             out.append(f"{s.workload} on {s.node}: n/a, {s.not_applicable}")
+    return out
+
+
+def pg_notes(series: list[Series], nodes: list[str], quick: bool = False) -> list[str]:
+    """The PostgreSQL node against its targets (bench.targets.PG_TARGETS), where both it and
+    this repo's SQLite node ran: e.g. 'main-pg: commands 0.62x main (target >= 0.5x): yes'."""
+    if PG_NAME not in nodes or DEFAULT_NAME not in nodes:
+        return []
+    by_key = {(s.metric, s.node): s for s in series}
+    out = []
+    for metric, (least_ratio, least) in PG_TARGETS.items():
+        pg, sqlite = by_key.get((metric, PG_NAME)), by_key.get((metric, DEFAULT_NAME))
+        if pg is None or pg.median() is None:
+            continue
+        if least_ratio is not None:
+            r = ratio(pg, sqlite) if sqlite is not None else None
+            verdict = "-" if r is None else "yes" if r >= least_ratio else "NO"
+            out.append(f"{PG_NAME}: {metric} {ratio_text(r)} {DEFAULT_NAME} "
+                       f"(target >= {least_ratio:g}x): {verdict}")
+        if least is not None:
+            judged = "full runs only" if quick else ("yes" if pg.median() >= least else "NO")
+            out.append(f"{PG_NAME}: {metric} {number(pg.median())} {pg.unit} "
+                       f"(target >= {least:,g}): {judged}")
     return out
 
 

@@ -1,7 +1,6 @@
 """Runs the chosen workloads on one or more node commands, alternating runs between them."""
 from __future__ import annotations
 
-import shutil
 import statistics
 import tempfile
 import time
@@ -9,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from bench import messages
-from bench.driver import NodeError, NodeProcess, NodeSpec, NotApplicable
+from bench.driver import NodeError, NodeProcess, NodeSpec, NotApplicable, remove_data
 from bench.verify import ReplyMismatch, body, matches, verify
 from bench.workloads import WORKLOADS, Sizes, metric_name
 
@@ -89,7 +88,7 @@ def _keeps_data(spec: NodeSpec, timeout: float) -> bool:
                 raise NodeError(f"{spec.name}: no reply after a restart\n{node.stderr_tail()}")
         return matches(found, body(lines[0]))
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_data(spec, folder)
 
 
 def _takes_replicas(spec: NodeSpec, timeout: float) -> bool:

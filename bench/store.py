@@ -12,9 +12,10 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from bench import messages
-from bench.driver import NodeError, NodeProcess, NodeSpec
+from bench.driver import NodeError, NodeProcess, NodeSpec, remove_data
 from bench.verify import ReplyMismatch, body, verify
 
 WINDOW = 5_000        # unanswered requests at most while building (see write_windowed)
@@ -31,6 +32,7 @@ class Store:
     events: int
     last_bus: tuple[str, str]      # (user id, final name) in the directory context
     last_account: tuple[str, str]  # (user id, final name) in the accounts context
+    databases: Any = None          # the node's bench.postgres.Databases, if its store is there
 
     def checks(self, first_id: int) -> list[messages.Pair]:
         """Queries whose answers prove a node replayed up to the last event of each context."""
@@ -43,10 +45,11 @@ _built: dict[tuple, Store] = {}
 
 def replay_store(spec: NodeSpec, events: int) -> Store:
     """The store of that many events for this node command, built on first use this run."""
-    key = (tuple(spec.argv), tuple(sorted(spec.env.items())), events)
+    server = spec.databases.server if spec.databases is not None else None
+    key = (tuple(spec.argv), tuple(sorted(spec.env.items())), server, events)
     if key not in _built:
         folder = tempfile.mkdtemp(prefix="bench-store-")
-        atexit.register(shutil.rmtree, folder, True)  # kept for the whole harness run
+        atexit.register(remove_data, spec, folder)  # kept for the whole harness run
         print(f"  building a store of {events:,} events with {spec.name} (once per run)...",
               file=sys.stderr, flush=True)
         started = time.perf_counter()
@@ -62,6 +65,8 @@ def copy_store(store: Store, snapshots: bool = True) -> str:
     folder = tempfile.mkdtemp(prefix="bench-replay-")
     ignore = None if snapshots else shutil.ignore_patterns("*snapshot*")
     shutil.copytree(store.folder, folder, dirs_exist_ok=True, ignore=ignore)
+    if store.databases is not None:  # the events are in the database: it is copied too
+        store.databases.copied(folder)
     return folder
 
 
@@ -96,7 +101,7 @@ def build_store(spec: NodeSpec, events: int, folder: str) -> Store:
     if status != 0:
         raise NodeError(f"node exited with status {status} after building the store\n"
                         f"{node.stderr_tail()}")
-    return Store(folder, events, last_bus, last_account)
+    return Store(folder, events, last_bus, last_account, spec.databases)
 
 
 def _renames(msg_id: int, bus_ids: list[str], count: int

@@ -41,3 +41,12 @@ TARGETS: dict[str, Target] = {
     "replay restart": Target(5, "lower", full_size_only=True),  # snapshots allowed (issue 3)
     "replay speed": Target(200_000, "higher", full_size_only=True),
 }
+
+
+# The PostgreSQL node (bench.postgres, "main-pg") beside this repo's SQLite node ("main") in
+# the same run: metric -> (least ratio to main's median, or None; least median, or None).
+# Said under the table (report.notes): the table's target column is about the first node.
+PG_TARGETS: dict[str, tuple[float | None, float | None]] = {
+    "commands": (0.5, None),           # at least half the SQLite node's rate
+    "replay speed": (None, 100_000),   # events/s replayed from the database
+}

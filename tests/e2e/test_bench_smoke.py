@@ -203,10 +203,17 @@ def test_cli_runs_main_against_the_baseline_and_writes_markdown(tmp_path, capsys
     page = tmp_path / "B.md"
     status = cli.main(["--quick", "--runs", "1", "--only", "startup",
                        "--markdown", str(page), "--no-plot"])
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert status == 0, out
     assert "main vs baseline" in out  # no --node: this repo's node against the baseline
-    assert "| startup | ms | 1/1 |" in page.read_text()
+    # ... and the same node on PostgreSQL where a server can be started (bench.postgres),
+    # else a line saying why not.
+    pg = "node main-pg: " in captured.err
+    assert pg or "main-pg is not run" in captured.err, captured.err
+    assert pg or os.environ.get("CQRS_REQUIRE_POSTGRES") != "1", captured.err
+    assert ("main-pg vs baseline" in out) == pg, out
+    assert f"| startup | ms | {'1/1/1' if pg else '1/1'} |" in page.read_text()
 
 
 def test_a_missing_program_leaves_no_data_folder(tmp_path):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 from common import store_url
 from read_side.snapshot import FILE as SNAPSHOT_FILE
 from tests.support import bus, envelope
-from tests.support.nodeproc import Node, role_pid, run_lines, wait_until
+from tests.support.nodeproc import role_pid, run_lines, wait_until
 from tests.support.pipeline import run_all, run_commands
 from tests.support.ports import free_events_endpoint
 from write_side.store import read_events

@@ -119,7 +119,8 @@ class TestPostgreSQL(StoreContract):
         url = postgres_cluster.url("nosuchdb").replace("postgres@", "postgres:s3cret@")
         with pytest.raises(StoreError) as refused:
             open_store(url)
-        assert "cannot connect to the database postgresql://postgres@127.0.0.1:" in str(refused.value)
+        assert "cannot connect to the database postgresql://postgres@127.0.0.1:" in \
+            str(refused.value)
         assert 'database "nosuchdb" does not exist' in str(refused.value)
         assert "s3cret" not in str(refused.value)
 
@@ -207,6 +208,22 @@ class TestPostgreSQL(StoreContract):
         with pytest.raises(StoreConflict, match="it ran command n:boot:7"):
             commit(b, ev("y", 1), commands=[("n:boot:7", OK, 2), ("n:boot:9", OK, 2)])
         assert b.find_commands(["n:boot:7", "n:boot:9"]) == {"n:boot:7": (OK, 2)}
+
+    def test_a_write_side_far_behind_reads_first_without_holding_the_others(self, two,
+                                                                          monkeypatch):
+        """Behind by more than FAR_BEHIND events, a commit does not read them while it holds
+        the head row: it reads them after its rollback and the batch is decided again."""
+        monkeypatch.setattr(engine, "FAR_BEHIND", 10)
+        a, b = two
+        commit(a, *[ev(f"s{i}", 1, context="directory") for i in range(30)],
+               claims=[("directory", "email", "s7@x.io", "s7")])
+        with pytest.raises(StoreConflict, match="stored 30 events since"):
+            commit(b, ev("mine", 1))
+        assert b.head == 30 and b.find_command("c:mine") is None
+        assert b.stale_streams() == {("directory", f"s{i}") for i in range(30)}
+        assert b.claim_owner("directory", "email", "s7@x.io") == "s7"
+        (stored,) = commit(b, ev("mine", 1), commands=[("c:mine", OK, 31)])
+        assert stored.event["position"] == 31 and b.find_command("c:mine") == (OK, 31)
 
     def test_concurrent_writers_give_gap_free_positions_in_commit_order(self, url):
         """Four writers commit 60 batches each as fast as they can: every position is used
@@ -335,6 +352,7 @@ def hold_commits(admin: str, on: bool) -> None:
 
     The server takes the setting in after its reload at its own pace, so this returns once
     a probe commit on a connection of its own shows it in force: held (on), or done."""
+    sql(admin, "CREATE TABLE IF NOT EXISTS sync_probe (x INTEGER)")
     sql(admin, "ALTER SYSTEM SET synchronous_standby_names = 'nobody'" if on else
         "ALTER SYSTEM RESET synchronous_standby_names")
     sql(admin, "SELECT pg_reload_conf()")
@@ -344,7 +362,9 @@ def hold_commits(admin: str, on: bool) -> None:
 
         def probe() -> None:
             try:
-                sql(admin, "SELECT txid_current()")  # a transaction id: a commit to wait for
+                # A row written: a commit record to wait for (a transaction that wrote
+                # nothing does not wait).
+                sql(admin, "INSERT INTO sync_probe VALUES (1)")
             except psycopg.Error:
                 pass  # ended by the terminate below
             finally:

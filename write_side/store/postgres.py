@@ -28,6 +28,7 @@ stale_streams), the claims of those streams, the claims this batch looked up and
 router-made command ids. If any of that is something the batch read, the batch is rolled
 back as a StoreConflict and decided again; otherwise it is stored at the positions the
 counter gave, and every position in it (events, command results) moves by the same amount.
+(Far behind, past FAR_BEHIND events, it rolls back first and reads them without the lock.)
 One write side alone never sees a commit that is not its own, and pays none of this.
 
 The connection: one per store, in autocommit mode (reads are single statements; a commit is
@@ -103,22 +104,24 @@ _SCHEMA = (
 # for its own advisory locks ("cqrs" in ASCII, then 1).
 _CREATE_LOCK = 0x6371727300000001
 
+# %b: lists go to the server as binary arrays. As text, psycopg quotes every element
+# with a regular expression, which cost 40% of a 2,048-event commit.
 _TAKE_POSITIONS = ("UPDATE head SET position = position + %s, commits = commits + 1 "
                    "WHERE id = 1 RETURNING position, commits")
 _INSERT_EVENTS = ("INSERT INTO events (position, context, stream_id, version, body, checksum) "
-                  "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::integer[], "
-                  "%s::bytea[], %s::bytea[])")
+                  "SELECT * FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::integer[], "
+                  "%b::bytea[], %b::bytea[])")
 _INSERT_COMMANDS = ("INSERT INTO commands (command_id, result, position) "
-                    "SELECT * FROM unnest(%s::text[], %s::bytea[], %s::bigint[])")
+                    "SELECT * FROM unnest(%b::text[], %b::bytea[], %b::bigint[])")
 _INSERT_BATCHES = ("INSERT INTO batches (boot, seq_from, seq_to, results) "
-                   "SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bytea[])")
-_RELEASE = ("DELETE FROM claims c USING unnest(%s::text[], %s::text[], %s::text[]) "
+                   "SELECT * FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::bytea[])")
+_RELEASE = ("DELETE FROM claims c USING unnest(%b::text[], %b::text[], %b::text[]) "
             "AS r(context, kind, value) "
             "WHERE (c.context, c.kind, c.value) = (r.context, r.kind, r.value)")
 # Plain inserts: a value another write side claimed meanwhile fails the batch (unique
 # violation, a StoreConflict) instead of being taken from its holder.
 _CLAIM = ("INSERT INTO claims (context, kind, value, stream_id) "
-          "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])")
+          "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[])")
 _BATCH_ROWS = "SELECT results FROM batches WHERE boot = %s AND seq_to >= %s AND seq_from <= %s"
 # What the commits between the view and the lock changed (see the module's docstring).
 _CHANGED = ("SELECT DISTINCT context, stream_id FROM events "
@@ -127,9 +130,13 @@ _CHANGED_CLAIMS = ("SELECT c.context, c.kind, c.value, c.stream_id FROM claims c
                    "JOIN (" + _CHANGED + ") s ON (c.context, c.stream_id) = "
                    "(s.context, s.stream_id)")
 _CLAIMS_NOW = ("SELECT c.context, c.kind, c.value, c.stream_id FROM claims c "
-               "JOIN unnest(%s::text[], %s::text[], %s::text[]) AS r(context, kind, value) "
+               "JOIN unnest(%b::text[], %b::text[], %b::text[]) AS r(context, kind, value) "
                "ON (c.context, c.kind, c.value) = (r.context, r.kind, r.value)")
 
+# Events other write sides may have stored since this one's last commit that its next
+# commit reads while it holds the head row; past this, it reads them without the row (the
+# others go on committing) and decides its batch again.
+FAR_BEHIND = 10_000
 # Seconds to reach the server (libpq counts 2 at least): short, since the write side's loop
 # waits meanwhile (a URL's own ?connect_timeout= wins, for a slow network).
 CONNECT_TIMEOUT = 3
@@ -218,7 +225,13 @@ class PostgresStore(StoreBase):
             raise StoreError("a PostgreSQL store needs psycopg 3: pip install 'psycopg[binary]'")
         self._url = url
         self._where = url.redacted
-        self._password = conninfo_to_dict(url.text).get("password") or ""
+        try:
+            self._given = conninfo_to_dict(url.text)  # what the URL itself sets
+        except psycopg.Error:  # e.g. a %-escape that is not one
+            # libpq's words would quote the part it could not read: maybe the password.
+            raise StoreError(f"cannot open event store {self._where}: libpq cannot read "
+                             "the URL (a %-escape that is not one?)") from None
+        self._password = self._given.get("password") or ""
         self._read_only = read_only
         self._sync = sync
         self._conn: Any = None
@@ -250,11 +263,13 @@ class PostgresStore(StoreBase):
         # Made again at each use while the server is away, so the first batch after it is
         # back succeeds; a batch stops at its first StoreError, so that is one try a batch.
         self._disconnect()
-        given = conninfo_to_dict(self._url.text)
+        given = self._given
         # Defaults only: whatever the URL says (?connect_timeout=..., ?application_name=...)
         # is libpq's and wins; the URL itself, password and all, goes to libpq untouched.
         extra = {key: value for key, value in {
-            "connect_timeout": CONNECT_TIMEOUT, "fallback_application_name": "cqrs-write-side",
+            "connect_timeout": CONNECT_TIMEOUT,
+            "fallback_application_name": ("cqrs-store-reader" if self._read_only
+                                          else "cqrs-write-side"),
             # A server that vanishes without closing the connection is noticed.
             "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
             "keepalives_count": 3}.items() if key not in given}
@@ -383,7 +398,7 @@ class PostgresStore(StoreBase):
             return found
         rows = conn.cursor(binary=True).execute(
             "SELECT position, stream_id, body, checksum FROM events "
-            "WHERE context = %s AND stream_id = ANY(%s) ORDER BY stream_id, version",
+            "WHERE context = %s AND stream_id = ANY(%b) ORDER BY stream_id, version",
             (context, list(stream_ids))).fetchall()
         unpack = wire.unpack
         for position, sid, body, stored_sum in rows:
@@ -431,7 +446,7 @@ class PostgresStore(StoreBase):
         return {cid: (wire.unpack(result), position) for cid, result, position in
                 conn.cursor(binary=True).execute(
                     "SELECT command_id, result, position FROM commands "
-                    "WHERE command_id = ANY(%s)", (list(command_ids),))}
+                    "WHERE command_id = ANY(%b)", (list(command_ids),))}
 
     @_guarded
     def _batch_rows(self, conn: Any, boot: str, seq_min: int, seq_max: int) -> list[bytes]:
@@ -493,6 +508,8 @@ class PostgresStore(StoreBase):
                 raise
             try:
                 prior = (new_head - count, new_commits - 1)
+                if prior[0] - self._view[0] > FAR_BEHIND:
+                    raise _FarBehind(prior[0] - self._view[0])
                 if prior != self._view:
                     self._take_in_others(conn, prior, batch, claim_reads)
                 stored = stamp(prior[0], batch.events)
@@ -510,6 +527,15 @@ class PostgresStore(StoreBase):
                     f"the connection to the database {self._where} was lost while "
                     f"committing, so the batch may or may not be stored: {self._say(exc)}"
                 ) from None
+        except _FarBehind as behind:
+            # Read with the head row held, that many events would hold up every other write
+            # side meanwhile: they are read after the rollback, and the batch decided again.
+            try:
+                self._catch_up(self._connection())
+            except psycopg.Error as exc:
+                raise self._failure(exc, "commit failed") from None
+            raise StoreConflict(f"other write sides stored {behind.events} events since this "
+                                "one last committed: read first, then decided again") from None
         except psycopg.Error as exc:
             failure = self._failure(exc, "commit failed")
             if isinstance(failure, StoreConflict) and self._conn is not None:
@@ -581,24 +607,50 @@ class PostgresStore(StoreBase):
         if upto > since:
             changed = {(context, sid) for context, sid in changed_cur.fetchall()}
             rows = claims_cur.fetchall()
-            last = last_cur.fetchone()
-            if last is None or checksum_bytes(last[1]) != last[2]:
-                raise mismatch(self._where, upto) if last else StoreCorrupt(
-                    f"event store {self._where} is corrupt: the event at position {upto} "
-                    "is missing")
-            recorded_at = wire.unpack(last[1])["recorded_at"]
-            if self._last_time is None or recorded_at > self._last_time:
-                self._last_time = recorded_at  # this write side's clock starts after it
+            self._take_last_time(upto, last_cur.fetchone())
         now = {(c, k, v): sid for c, k, v, sid in reads_cur.fetchall()} if claim_reads else {}
         # Memory as of `prior`, whatever the batch's fate: both are the database's now.
-        self._claims.replace(changed, claim_reads, [*rows, *((*key, sid) for key, sid
-                                                             in now.items())])
-        self._stale |= changed
-        self._view = prior
-        self._head = max(self._head, upto)
+        self._learn(prior, changed, claim_reads, [*rows, *((*key, sid) for key, sid
+                                                            in now.items())])
         why = self._conflict(batch, changed, claim_reads, now, routed, routed_curs)
         if why:
             raise StoreConflict(f"another write side committed first: {why}")
+
+    def _catch_up(self, conn: Any) -> None:
+        """Bring this store's memory up to the database's last commit without holding the
+        head row: what other write sides changed since the view, read in one snapshot."""
+        since = self._view[0]
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            head = conn.execute("SELECT position, commits FROM head WHERE id = 1").fetchone()
+            upto = head[0]
+            changed = {(context, sid) for context, sid in conn.execute(_CHANGED, (since, upto))}
+            rows = conn.execute(_CHANGED_CLAIMS, (since, upto)).fetchall()
+            if upto > since:
+                self._take_last_time(upto, conn.cursor(binary=True).execute(
+                    "SELECT position, body, checksum FROM events WHERE position = %s",
+                    (upto,)).fetchone())
+        self._learn((upto, head[1]), changed, (), rows)
+
+    def _learn(self, view: tuple[int, int], changed: set[tuple[str, str]],
+               keys: Iterable[ClaimKey], rows: list[tuple[str, str, str, str]]) -> None:
+        """This store's memory as of the commit `view`: the streams changed since the old
+        view are stale (the decider drops their aggregates), and the claims of those
+        streams, and of `keys`, are `rows`."""
+        self._claims.replace(changed, keys, rows)
+        self._stale |= changed
+        self._view = view
+        self._head = max(self._head, view[0])
+
+    def _take_last_time(self, position: int, last: tuple | None) -> None:
+        """The write side's clock starts after the last event, whoever wrote it."""
+        if last is None or checksum_bytes(last[1]) != last[2]:
+            raise mismatch(self._where, position) if last else StoreCorrupt(
+                f"event store {self._where} is corrupt: the event at position {position} "
+                "is missing")
+        recorded_at = wire.unpack(last[1])["recorded_at"]
+        if self._last_time is None or recorded_at > self._last_time:
+            self._last_time = recorded_at
 
     @staticmethod
     def _conflict(batch: Commit, changed: set[tuple[str, str]],
@@ -617,6 +669,14 @@ class PostgresStore(StoreBase):
                     if seq in seqs:
                         return f"it ran command {seqs[seq]}"
         return ""
+
+
+class _FarBehind(Exception):
+    """Other write sides stored more than FAR_BEHIND events since this store's view."""
+
+    def __init__(self, events: int) -> None:
+        super().__init__(f"{events} events behind")
+        self.events = events
 
 
 class _NotStarted(Exception):
