@@ -1,10 +1,10 @@
 """The router's loop: requests in from its ports, back-end messages, replies out in order.
 
-Consistency: commands go to a write side at once, each to the write side of its
-stream (router.backends.owner), and each session's commands run in its input
-order: a command for another write side than the one holding the session's
-unanswered commands waits until those are answered (a command may depend on
-any earlier one, e.g. through an email claim, so it must not overtake it). A
+Consistency: commands go to a write side at once, and each session's commands run
+in its input order: while a session has unanswered commands on a write side, its
+next ones go there too (a command may depend on any earlier one, e.g. through an
+email claim, so it must not overtake it); a session with none goes to its
+stream's write side (router.backends.owner). A
 query waits until every earlier command of its session has been answered, then
 goes to a read side with `at` = the store position right after the last of
 those commands (or the head known when the query arrived, if later); the read
@@ -188,12 +188,16 @@ class Router:
         """Send every waiting command that may go now to its write side; the rest wait.
 
         A session's commands go out in its input order, and all those on a write side at
-        one time are on the same one, which runs them in the order it received them. So
-        a command whose write side is not the one holding its session's unanswered
-        commands waits (with every later command of the session) until those are
-        answered, or handed back when their write side is lost. Then the session's
-        commands run one after the other as with a single write side, and give the same
-        answers; other sessions' commands, unrelated to them, run alongside."""
+        one time are on the same one, which runs them in the order it received them: so
+        they run one after the other as with a single write side, and give the same
+        answers; other sessions' commands run alongside, and the store arbitrates where
+        they meet (a conflict is decided again). A session with unanswered commands
+        sends its next ones to the same write side, whatever their streams: a pipelining
+        client then costs no round trip per command (measured: with a hold per change
+        of write side instead, 10,000 pipelined pairs timed out). A session with none
+        goes to its stream's write side, which keeps that stream's cache warm. Only
+        when a session's write side is lost do its later commands wait, until its
+        unanswered ones are handed back."""
         ready = self.write.ready()
         if not ready:
             self.command_outbox = [p for p in self.command_outbox if not p.answered]
@@ -226,16 +230,16 @@ class Router:
 
     def _write_side_for(self, pending: Pending, ready: list[Member],
                         current: Member | None) -> Member:
-        """The write side of a command's stream; for a command with no stream the router
-        can name (its id is made by the write side), the write side its session is on
-        already, so that it need not wait, else the next in turn."""
+        """The write side the session's unanswered commands are on, while it is ready;
+        else the write side of the command's stream; for a command with no stream the
+        router can name (its id is made by the write side), the next in turn."""
         if len(ready) == 1:
             return ready[0]
+        if current is not None and any(m is current for m in ready):
+            return current
         stream = command_stream(pending.parsed.args)
         if stream is not None:
             return owner(stream, ready)
-        if current is not None and any(m is current for m in ready):
-            return current
         return ready[self.write.next_turn(len(ready))]
 
     def _back(self, pending: Pending) -> None:

@@ -160,23 +160,22 @@ def test_commands_go_to_the_write_side_of_their_stream(h):
     assert sorted(sum(got.values(), [])) == sorted(ids)
 
 
-def test_a_session_s_command_waits_for_its_earlier_commands_on_another_write_side(h):
+def test_a_session_s_commands_stay_on_one_write_side_while_any_is_unanswered(h):
+    """A pipelining session pays no round trip per change of stream: while it has a command
+    on a write side, its next ones go there too, in input order; with none unanswered,
+    its next command goes to its stream's write side again."""
     a, b = h.side(101), h.side(102)
     on_a1, on_b, on_a2 = streams_owned(h, 1, [a, b, a])
     h.send("one", envelope.create(on_a1, "A", msg_id=1), envelope.create(on_b, "B", msg_id=2),
            envelope.create(on_a2, "C", msg_id=3))
-    first = h.taken(a, 1)
-    assert first[0].args["id"] == on_a1
-    assert h.nothing_sent(a, b), "a later command overtook an unanswered one"
-    a.answer(first, 10)
-    second = h.taken(b, 1)
-    assert second[0].args["id"] == on_b
-    assert h.nothing_sent(a), "the third command went out before the second was answered"
-    b.answer(second, 11)
-    third = h.taken(a, 1)
-    a.answer(third, 12)
+    taken = h.taken(a, 3)
+    assert [r.args["id"] for r in taken] == [on_a1, on_b, on_a2]
+    assert h.nothing_sent(b), "a command left its session's write side"
+    a.answer(taken, 10)
     h.pump(lambda: len(h.replies["one"]) == 3)
     assert [r["in_reply_to"] for r in h.replies["one"]] == [1, 2, 3]
+    h.send("one", envelope.rename(on_b, "D", msg_id=4))  # nothing unanswered: its owner
+    assert h.taken(b, 1)[0].args["id"] == on_b
 
 
 def test_commands_for_one_write_side_go_together_and_other_sessions_do_not_wait(h):
@@ -218,17 +217,17 @@ def test_a_lost_write_side_s_commands_go_to_the_others_at_once_in_order(h, how):
     assert all(m.pid != a.pid for m in h.router.write.members.values())
     survivors = h.router.write.ready()
     assert {m.pid for m in survivors} == {b.pid, c.pid}
-    # Re-spread over the write sides left, each to its stream's new owner, in input order;
-    # one at a time when the owner changes, since the session's order must hold.
+    # Handed to the write sides left at once, in input order: all to the new owner of the
+    # first one's stream, since the session's commands stay on one write side together.
     seen: list[tuple[int, str, str]] = []
     position = 100
+    heir = owner(on_a[0], survivors).pid
     while len(seen) < 5:
         h.pump(lambda: b.sock.poll(0) or c.sock.poll(0))
         for side in (b, c):
             got = side.take()
-            for r in got:
-                assert owner(r.args["id"], survivors).pid == side.pid
-                seen.append((r.seq, r.args["id"], r.name))
+            assert not got or side.pid == heir, (side.pid, heir)
+            seen += [(r.seq, r.args["id"], r.name) for r in got]
             if got:
                 side.answer(got, position)
                 position += len(got)
@@ -288,9 +287,11 @@ def test_the_head_is_the_highest_position_any_write_side_reported(h):
 def test_a_query_waits_for_the_session_s_commands_on_every_write_side(h):
     a, b = h.side(101), h.side(102)
     on_a, on_b = streams_owned(h, 1, [a, b])
-    h.send("one", envelope.create(on_a, "A", msg_id=1), envelope.create(on_b, "B", msg_id=2),
-           envelope.get_user(on_a, msg_id=3))
+    h.send("one", envelope.create(on_a, "A", msg_id=1))
     a.answer(h.taken(a, 1), 20)
+    h.pump(lambda: len(h.replies["one"]) == 1)
+    # Its next command goes to the other write side (nothing of the session is on a now).
+    h.send("one", envelope.create(on_b, "B", msg_id=2), envelope.get_user(on_a, msg_id=3))
     first = h.taken(b, 1)
     assert not h.router.query_outbox  # still waiting for the command on b
     b.answer(first, 8)  # a lower position: another write side's commit came earlier
