@@ -14,7 +14,6 @@ answers equal a fold of the store.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import queue
@@ -29,7 +28,7 @@ from dataclasses import dataclass, field
 import pytest
 import zmq
 
-from common import store_url, wire
+from common import wire
 from common.catchup_sources import DatabaseSource, StoreDamaged
 from common.checksum import checksum_bytes
 from common.subscription import Subscription
@@ -575,18 +574,6 @@ def test_a_read_side_replays_follows_takes_up_its_snapshot_and_stops_on_damage(
 
 # ---- through the node, once the engine is there -------------------------------------------------
 
-def _engine_missing() -> str:
-    """Why the PostgreSQL engine cannot be used yet ('' once it can)."""
-    if "postgresql" not in store_url.SCHEMES:
-        return "common/store_url.py does not know postgresql:// yet"
-    if importlib.util.find_spec("write_side.store.postgres") is None:
-        return "write_side/store/postgres.py is not there yet"
-    return ""
-
-
-ENGINE_MISSING = _engine_missing()
-needs_engine = pytest.mark.skipif(bool(ENGINE_MISSING),
-                                  reason=f"PostgreSQL engine missing: {ENGINE_MISSING}")
 
 
 class Tap:
@@ -659,7 +646,6 @@ def fresh_write_counters(node: Node, commands: int) -> list[dict]:
     return list(seen.values())
 
 
-@needs_engine
 @pytest.mark.parametrize("write_sides", [1, 2])
 def test_the_tap_and_the_read_side_follow_the_database(postgres_cluster, write_sides):
     from read_side.contexts import load_all as read_projections

@@ -111,7 +111,7 @@ def test_write_side_killed_mid_burst_runs_each_command_once(node_factory, engine
 def test_each_query_sees_the_commands_before_it(node_factory, engine):
     """Pipelined: every query right behind a command sees it."""
     node = node_factory(*engine.args)
-    script, expected = [], []
+    script = []
     for i in range(150):
         script += [envelope.create(f"r-{i}", f"R{i}", msg_id=2 * i + 1),
                    envelope.get_user(f"r-{i}", msg_id=2 * i + 2)]

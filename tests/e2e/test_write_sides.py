@@ -11,7 +11,6 @@ side's projections compared with a fold of the store.
 """
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import os
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from common import command_ids, store_url
+from common import command_ids
 from common.jsontext import dumps
 from read_side.contexts import load_all as read_projections
 from tests.support.dealer import Dealer
@@ -41,18 +40,6 @@ from tests.support.stats import stats
 from write_side.store import open_store, read_events
 
 
-def _engine_missing() -> str:
-    """Why the PostgreSQL engine cannot be used yet ('' once it can)."""
-    if "postgresql" not in store_url.SCHEMES:
-        return "common/store_url.py does not know postgresql:// yet (the engine is not there)"
-    if importlib.util.find_spec("write_side.store.postgres") is None:
-        return "write_side/store/postgres.py is not there yet"
-    return ""
-
-
-ENGINE_MISSING = _engine_missing()
-needs_engine = pytest.mark.skipif(bool(ENGINE_MISSING),
-                                  reason=f"PostgreSQL engine missing: {ENGINE_MISSING}")
 
 
 # ---- a SQLite store keeps exactly one write side ---------------------------------------------
@@ -303,7 +290,7 @@ def run_script(script: Script, url: str, *args: str, write_sides: int = 1,
                                                 e["type"], e["data"]])) for e in events]
     mismatches = fold_mismatches(events, requests[-len(script.rounds[2]):],
                                  result.raw[-len(script.rounds[2]):])
-    assert not mismatches, f"projections differ from a fold of the store:\n" + \
+    assert not mismatches, "projections differ from a fold of the store:\n" + \
         "\n".join(mismatches[:10])
     return result
 
@@ -338,12 +325,9 @@ def new_url(postgres_cluster) -> str:
 @pytest.fixture(scope="module")
 def reference(postgres_cluster, script) -> Run:
     """The script through one write side: what every other run must answer."""
-    if ENGINE_MISSING:
-        pytest.skip(f"PostgreSQL engine missing: {ENGINE_MISSING}")
     return run_script(script, new_url(postgres_cluster))
 
 
-@needs_engine
 def test_the_script_holds_races_and_refusals(reference):
     """The input is worth comparing: it has refusals of every kind, not just successes."""
     refusals = Counter(e for r in reference.raw for e in r.get("errors", []))
@@ -354,21 +338,18 @@ def test_the_script_holds_races_and_refusals(reference):
     assert not [r for r in reference.raw if r["type"] == "error"]
 
 
-@needs_engine
 def test_one_write_side_on_postgresql_answers_as_on_sqlite(reference, script, tmp_path):
     sqlite = run_script(script, f"sqlite:///{tmp_path}/events.sqlite3")
     assert sqlite.replies == reference.replies
     assert sqlite.store == reference.store
 
 
-@needs_engine
 @pytest.mark.parametrize("write_sides", [2, 3])
 def test_several_write_sides_answer_as_one(reference, script, postgres_cluster, write_sides):
     run = run_script(script, new_url(postgres_cluster), write_sides=write_sides)
     assert_same(run, reference)
 
 
-@needs_engine
 def test_write_sides_killed_mid_burst_lose_and_double_nothing(reference, script,
                                                               postgres_cluster):
     """Three write sides; the busiest killed with SIGKILL a third of the way through the
@@ -410,7 +391,6 @@ def assert_same(run: Run, reference: Run) -> None:
     assert run.store == reference.store, "the stored events differ from one write side's"
 
 
-@needs_engine
 def test_sample_data_is_written_once_by_several_write_sides(postgres_cluster):
     """Three write sides start on one empty store at once: one of them writes the sample
     data, and only one."""
@@ -566,7 +546,6 @@ class Client(threading.Thread):
         return out
 
 
-@needs_engine
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("write_sides,kill", [(2, False), (3, False), (3, True)],
                          ids=["2 write sides", "3 write sides", "3, one killed"])

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import ast
-import io
 import os
 import re
 from pathlib import Path
 
 import pytest
 
-from common import backoff, config, keepalive, store_url, tap
+from common import backoff, config, store_url, tap
 from common.backoff import Backoff
 from router import client, supervisor
 
