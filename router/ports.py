@@ -39,7 +39,7 @@ class StdinPort:
         self.splitter = LineSplitter(max_line)
         self.session = Session("stdin", self._write, envelope)
         self.eof = False
-        self._out: deque[bytes] = deque()  # reply batches not (wholly) written yet
+        self._out: deque[tuple[bytes, int]] = deque()  # (reply batch, its lines) to write
         self._offset = 0                   # bytes of the first batch already written
         self.unwritten = 0                 # reply lines waiting, for backpressure
         # A pipe (or socket) takes a write of up to PIPE_BUF bytes without blocking once
@@ -57,7 +57,7 @@ class StdinPort:
         return [(self.session, parse(raw, self.max_line)) for raw in lines]
 
     def _write(self, lines: list[bytes]) -> None:
-        self._out.append(b"".join(lines))
+        self._out.append((b"".join(lines), len(lines)))
         self.unwritten += len(lines)
         self.write_out()
 
@@ -66,11 +66,12 @@ class StdinPort:
         when the reader is gone."""
         out = self._out
         while out and (not self._pipe or self._poll.poll(0)):
-            data = memoryview(out[0])[self._offset:]
+            batch, lines = out[0]
+            data = memoryview(batch)[self._offset:]
             size = len(data) if not self._pipe else min(len(data), select.PIPE_BUF)
             self._offset += os.write(self.out_fd, data[:size])
-            if self._offset == len(out[0]):
-                self.unwritten -= out[0].count(b"\n")
+            if self._offset == len(batch):
+                self.unwritten -= lines
                 out.popleft()
                 self._offset = 0
 

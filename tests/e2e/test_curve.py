@@ -11,15 +11,14 @@ import itertools
 import json
 import os
 import shutil
-import signal
 import subprocess
 
 import pytest
 
 from tests.support.dealer import Dealer
 from tests.support.keys import make_keys, public_text
-from tests.support.nodeproc import VENV_BIN, descendants, kill_leftovers, wait_until
-from tests.support.service import role_endpoints, service_env, start_module
+from tests.support.nodeproc import VENV_BIN, wait_until
+from tests.support.service import role_endpoints, service_env, start_module, stop_processes
 from tests.support.stats import processes
 
 REFUSED_WAIT = 2.0  # how long a refused client waits for a reply that must not come
@@ -100,17 +99,7 @@ class CurveNode:
 
     def stop(self) -> list[int]:
         """Stop every process; return those still alive afterwards (killed, but reported)."""
-        for proc in self.procs.values():
-            self.seen |= descendants(proc.pid)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return kill_leftovers(self.seen, 5)
+        return stop_processes(self.procs.values(), self.seen)
 
 
 @pytest.fixture

@@ -31,10 +31,10 @@ from common import command_ids
 from common.jsontext import dumps
 from read_side.contexts import load_all as read_projections
 from tests.support.dealer import Dealer
-from tests.support.nodeproc import Node, alive, cmdline, kill_leftovers, run_lines, wait_until
+from tests.support.nodeproc import Node, alive, cmdline, run_lines, wait_until
 from tests.support.normalise import PLACEHOLDER, Normaliser
 from tests.support.ports import free_ports
-from tests.support.service import role_endpoints, service_env, start_module
+from tests.support.service import role_endpoints, service_env, start_module, stop_processes
 from tests.support.service_node import probe
 from tests.support.stats import stats
 from write_side.store import open_store, read_events
@@ -462,16 +462,7 @@ class MultiWriteNode:
         assert probe(self.client_endpoint) is None, self.logs()
 
     def stop(self) -> list[int]:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return kill_leftovers({p.pid for p in self.procs.values()}, 5)
+        return stop_processes(self.procs.values(), set())
 
 
 class Client(threading.Thread):

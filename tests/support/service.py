@@ -3,10 +3,12 @@ on their own, talking over loopback TCP endpoints of the test's own."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
+from typing import Iterable
 
-from tests.support.nodeproc import VENV_BIN
+from tests.support.nodeproc import VENV_BIN, descendants, kill_leftovers
 from tests.support.ports import free_ports
 
 ROLES = ("CLIENT", "WRITE", "READ", "EVENTS", "CATCHUP")  # one CQRS_<ROLE>_ENDPOINT each
@@ -33,3 +35,25 @@ def start_module(module: str, env: dict[str, str], cwd: Path, err_path: Path) ->
     with open(err_path, "wb") as err:
         return subprocess.Popen([os.path.join(VENV_BIN, "python"), "-m", module], env=env,
                                 cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+
+
+def stop_processes(procs: Iterable[subprocess.Popen], seen: set[int]) -> list[int]:
+    """SIGTERM every process (SIGCONT first: a test may have stopped one), wait, kill what
+    does not end; return the processes of `seen` and below them still alive after a grace
+    (killed, but reported so the test can say so)."""
+    procs = list(procs)
+    for proc in procs:
+        seen |= descendants(proc.pid) | {proc.pid}
+        if proc.poll() is None:
+            try:
+                os.kill(proc.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return kill_leftovers(seen, 5)

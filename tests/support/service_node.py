@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import signal
 import subprocess
 import time
 from contextlib import contextmanager
@@ -20,8 +19,8 @@ from typing import Iterator
 
 from tests.support import envelope
 from tests.support.dealer import Dealer
-from tests.support.nodeproc import descendants, kill_leftovers, wait_until
-from tests.support.service import role_endpoints, service_env, start_module
+from tests.support.nodeproc import wait_until
+from tests.support.service import role_endpoints, service_env, start_module, stop_processes
 from tests.support.stats import stats
 
 # The modules of the three process types, by the names the tests give them.
@@ -98,21 +97,7 @@ class ServiceNode:
 
     def stop(self) -> list[int]:
         """Stop every process; return those still alive afterwards (killed, but reported)."""
-        for proc in self.procs.values():
-            self.seen |= descendants(proc.pid)
-            if proc.poll() is None:
-                try:
-                    os.kill(proc.pid, signal.SIGCONT)  # a test may have stopped it
-                except ProcessLookupError:
-                    pass
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return kill_leftovers(self.seen, 5)
+        return stop_processes(self.procs.values(), self.seen)
 
     # -- talking to it ---------------------------------------------------------------------
     def client(self, curve: tuple[str, str] | None = None, send_timeout: float = 10.0) -> Dealer:

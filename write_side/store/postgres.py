@@ -51,8 +51,8 @@ from common.command_ids import router_parts
 from common.store_url import StoreURL
 from write_side.store import (Commit, StoreConflict, StoreCorrupt, Stored, StoreError,
                               StoreOutcomeUnknown)
-from write_side.store.shared import (ClaimKey, Claims, StoreBase, batch_rows, mismatch,
-                                     named_rows, stamp)
+from write_side.store.shared import (ClaimKey, Claims, StoreBase, batch_rows, events_by_stream,
+                                     mismatch, named_rows, stamp)
 
 try:
     import psycopg
@@ -393,27 +393,14 @@ class PostgresStore(StoreBase):
     @_guarded
     def load_streams(self, conn: Any, context: str,
                      stream_ids: list[str]) -> dict[str, list[dict]]:
-        found: dict[str, list[dict]] = {}
         if not stream_ids:
-            return found
+            return {}
         rows = conn.cursor(binary=True).execute(
             "SELECT position, stream_id, body, checksum FROM events "
             "WHERE context = %s AND stream_id = ANY(%b) ORDER BY stream_id, version",
             (context, list(stream_ids))).fetchall()
-        unpack = wire.unpack
-        for position, sid, body, stored_sum in rows:
-            if checksum_bytes(body) != stored_sum:
-                raise mismatch(self._where, position)
-            event = unpack(body)
-            # The columns the row was found by must be the body's own: a changed column
-            # would hand this event to another stream, and its checksum cannot tell.
-            if (event["stream_id"], event["context"], event["position"]) != (sid, context,
-                                                                             position):
-                raise StoreCorrupt(f"event store {self._where} is corrupt: the event at "
-                                   f"position {position} is filed under another stream or "
-                                   "position than its stored bytes name")
-            found.setdefault(sid, []).append(event)
-        return found
+        return events_by_stream(rows, context, self._where,
+                                lambda body, stored: checksum_bytes(body) == stored)
 
     @_guarded
     def bodies_after(self, conn: Any, position: int, limit: int) -> list[bytes]:

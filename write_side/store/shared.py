@@ -9,7 +9,7 @@
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from common import wire
 # One checksum for every engine and for the subscribers that read a store themselves:
@@ -44,6 +44,28 @@ def mismatch(where: str, position: int) -> StoreCorrupt:
     """The error for an event whose stored bytes no longer match their checksum."""
     return StoreCorrupt(f"event store {where} is corrupt: the event at position {position} "
                         "does not match its checksum (its stored bytes were changed)")
+
+
+def events_by_stream(rows: Iterable[tuple[int, str, bytes, Any]], context: str, where: str,
+                     intact: Callable[[bytes, Any], bool]) -> dict[str, list[dict]]:
+    """{stream_id: its events} from rows (position, stream_id, body, stored checksum) in
+    stream and version order, each checked first: `intact(body, stored)` (each engine stores
+    the checksum its own way), and that the columns the row was found by are its body's
+    own: a changed column would hand the event to another stream, and no checksum of the
+    body can tell."""
+    found: dict[str, list[dict]] = {}
+    unpack = wire.unpack  # once per call, not per event
+    for position, sid, body, stored_sum in rows:
+        if not intact(body, stored_sum):
+            raise mismatch(where, position)
+        event = unpack(body)
+        if (event["stream_id"], event["context"], event["position"]) != (sid, context,
+                                                                         position):
+            raise StoreCorrupt(f"event store {where} is corrupt: the event at position "
+                               f"{position} is filed under another stream or position "
+                               "than its stored bytes name")
+        found.setdefault(sid, []).append(event)
+    return found
 
 
 def named_rows(commands: list[tuple[str, Any, int]]) -> list[tuple[str, bytes, int]]:
@@ -94,8 +116,8 @@ class Claims:
 
 class StoreBase:
     """The read methods that follow from an engine's own. An engine defines head,
-    load_streams, bodies_after, and the two lookups of command results (_named_results, _batch_rows),
-    and calls _committed after each commit."""
+    load_streams, bodies_after, and the two lookups of command results (_named_results,
+    _batch_rows), and calls _committed after each commit."""
 
     # The last event's recorded_at once known (None: not read yet). Kept, since the write
     # side asks for it before every batch, and only a commit of this store changes it.

@@ -33,8 +33,8 @@ from urllib.parse import quote
 from common import wire
 from common.store_url import MEMORY
 from write_side.store import Commit, StoreCorrupt, Stored, StoreError
-from write_side.store.shared import (Claims, StoreBase, batch_rows, checksum, mismatch,
-                                     named_rows, stamp)
+from write_side.store.shared import (Claims, StoreBase, batch_rows, checksum, events_by_stream,
+                                     mismatch, named_rows, stamp)
 
 FORMAT = 4
 # The column format 4 adds. Its DEFAULT is there only because SQLite cannot add a NOT NULL
@@ -372,24 +372,11 @@ class SQLiteStore(StoreBase):
 
     @_guarded
     def load_streams(self, context: str, stream_ids: list[str]) -> dict[str, list[dict]]:
-        found: dict[str, list[dict]] = {}
-        crc32, unpack = checksum, wire.unpack  # once per call, not per event
-        for position, sid, body, stored_sum in self._rows_in(
-                "SELECT position, stream_id, body, checksum FROM events "
-                "WHERE context = ? AND stream_id IN ({}) ORDER BY stream_id, version",
-                stream_ids, context):
-            if crc32(body) != stored_sum:
-                raise mismatch(self._path, position)
-            event = unpack(body)
-            # The columns the row was found by must be the body's own: a changed column
-            # would hand this event to another stream, and its checksum cannot tell.
-            if (event["stream_id"], event["context"], event["position"]) != (sid, context,
-                                                                             position):
-                raise StoreCorrupt(f"event store {self._path} is corrupt: the event at "
-                                   f"position {position} is filed under another stream or "
-                                   "position than its stored bytes name")
-            found.setdefault(sid, []).append(event)
-        return found
+        rows = self._rows_in("SELECT position, stream_id, body, checksum FROM events "
+                             "WHERE context = ? AND stream_id IN ({}) "
+                             "ORDER BY stream_id, version", stream_ids, context)
+        return events_by_stream(rows, context, self._path,
+                                lambda body, stored: checksum(body) == stored)
 
     def _rows_in(self, sql: str, values: list, *leading: Any) -> Iterable[tuple]:
         """Rows of `sql`, whose `IN ({})` takes `values`, asked in chunks; `leading`
