@@ -223,22 +223,41 @@ def busiest(pids: list[int]) -> int:
     return lead[0]
 
 
+def kill_the_holder(node: Node, stopped: list[int]) -> int:
+    """Of these stopped write sides, kill (SIGKILL) one at a time until the router reports
+    one lost with commands on it, and let the rest go on (SIGCONT); that one's pid. A write
+    side killed on the way held nothing: the supervisor starts it again."""
+    holder = stopped[-1]
+    for pid in stopped:
+        os.kill(pid, signal.SIGKILL)
+        lost = rf"write side pid {pid} lost; re-sending (\d+) requests"
+        assert wait_until(lambda: re.search(lost, node.stderr()), 20), node.stderr()[-3000:]
+        if int(re.search(lost, node.stderr()).group(1)) > 0:
+            holder = pid
+            break
+    for pid in stopped:
+        if pid != holder and alive(pid):
+            os.kill(pid, signal.SIGCONT)
+    return holder
+
+
 def run_script(script: Script, url: str, *args: str, write_sides: int = 1,
                kill_busiest_at: int | None = None, stop_then_kill: bool = False) -> Run:
     """The script's rounds through a fresh node on `url`.
 
     kill_busiest_at: after this many replies of the first round, SIGKILL the write side
     busiest then (it may or may not hold unanswered commands at that instant).
-    stop_then_kill: for the second round, one write side is stopped (SIGSTOP) before the
-    round is sent, so commands for its streams pile up on it, unanswered; once the replies
-    stall on them it is killed (SIGKILL), with commands certainly in flight."""
+    stop_then_kill: for the second round, the write sides are stopped (SIGSTOP) before the
+    round is sent, so the session's commands pile up, unanswered, on the one that takes
+    them (a session's commands stay on one write side while any is unanswered); once the
+    replies stall, that one is found and killed (SIGKILL), with commands certainly in
+    flight, and the others go on."""
     node = Node("--store", url, "--no-sample-data", "--write-sides", str(write_sides), *args)
     normalise = Normaliser()
     result = Run()
     requests = result.requests
     try:
         assert wait_until(lambda: len(write_side_pids(node)) == write_sides, 20)
-        first_pids = write_side_pids(node)
         for index in range(3):
             known = len(normalise.ids)
             lines = script.rounds[index] if index < len(script.rounds) else script.round(known)
@@ -247,10 +266,11 @@ def run_script(script: Script, url: str, *args: str, write_sides: int = 1,
                                     f"the first run {named} or more: the replies differ already")
             filled = [normalise.fill(line) for line in lines]
             requests += [json.loads(line) for line in filled]
-            stopped = None
+            stopped: list[int] | None = None
             if index == 1 and stop_then_kill:
-                stopped = next(p for p in first_pids if p not in result.killed)
-                os.kill(stopped, signal.SIGSTOP)
+                stopped = write_side_pids(node)
+                for pid in stopped:
+                    os.kill(pid, signal.SIGSTOP)
             node.send(*filled)
             for _ in filled:
                 if index == 0 and len(result.raw) == kill_busiest_at:
@@ -266,8 +286,7 @@ def run_script(script: Script, url: str, *args: str, write_sides: int = 1,
                         # commands on (were it the silence, they would be handed on too).
                         line = node.lines.get(timeout=1.0)
                     except queue.Empty:
-                        os.kill(stopped, signal.SIGKILL)
-                        result.killed.append(stopped)
+                        result.killed.append(kill_the_holder(node, stopped))
                         stopped = None
                         line = node.read_line(timeout=30)
                     if line is None:
@@ -276,9 +295,8 @@ def run_script(script: Script, url: str, *args: str, write_sides: int = 1,
                     line = node.read_line(timeout=30)
                 result.raw.append(json.loads(line))
                 result.replies.append(normalise(line))
-            if stopped is not None:  # never stalled: nothing of the round was its
-                os.kill(stopped, signal.SIGKILL)
-                result.killed.append(stopped)
+            if stopped is not None:  # never stalled: nothing of the round was held
+                result.killed.append(kill_the_holder(node, stopped))
         node.close_stdin()
         assert node.wait(30) == 0, node.stderr()[-3000:]
         result.stderr = node.stderr()
